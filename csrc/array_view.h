@@ -1,0 +1,92 @@
+// The binding layer's view of an incoming array, and the checks every binding runs on it.
+//
+// Every _C function receives NumPy arrays (host memory) or objects exposing
+// __cuda_array_interface__ (CuPy arrays, device memory). view_array() turns either into an
+// ArrayView (pointer, shape, dtype, device) and rejects anything the kernels cannot take:
+// other types, non-contiguous or misaligned data, byte-swapped or unsupported dtypes.
+// Errors are Python exceptions whose message starts with the op's name.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ranvier/common.h"
+
+namespace ranvier::binding {
+
+namespace py = pybind11;
+
+enum class DType { Float32, Float64, Int64, UInt8, Other };
+enum class Device { CPU, CUDA };
+
+const char* dtype_name(DType dtype);
+const char* device_name(Device device);
+
+struct ArrayView {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  DType dtype = DType::Other;
+  std::string dtype_str;  // the array's own dtype name, for messages
+  Device device = Device::CPU;
+  int device_id = -1;     // CUDA device ordinal; -1 on the CPU
+  bool writable = false;
+
+  int64_t ndim() const { return static_cast<int64_t>(shape.size()); }
+  int64_t numel() const;
+  int64_t itemsize() const;
+  // Size of axis `axis`; negative counts from the end. Throws on a bad axis.
+  int64_t dim(int64_t axis) const;
+  std::string shape_str() const;  // "(3, 4)"
+  template <typename T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+
+// View an array argument; `op` and `name` appear in error messages.
+ArrayView view_array(py::handle obj, const char* op, const char* name);
+// As view_array, and the array must be writable: the kernel writes into it.
+ArrayView view_output(py::handle obj, const char* op, const char* name);
+
+// Errors raised by the checks below (and usable by the bindings directly).
+[[noreturn]] void fail_value(const char* op, const std::string& message);
+[[noreturn]] void fail_type(const char* op, const std::string& message);
+
+void check_float(const ArrayView& a, const char* op, const char* name);
+void check_dtype(const ArrayView& a, DType dtype, const char* op, const char* name);
+void check_same_dtype(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
+                      const char* name_b);
+void check_ndim(const ArrayView& a, int64_t ndim, const char* op, const char* name);
+void check_shape(const ArrayView& a, const std::vector<int64_t>& shape, const char* op,
+                 const char* name);
+void check_same_shape(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
+                      const char* name_b);
+void check_same_device(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
+                       const char* name_b);
+// An output may be the very same buffer as an input (in-place elementwise) but must not
+// overlap it partially.
+void check_no_partial_overlap(const ArrayView& out, const ArrayView& in, const char* op,
+                              const char* name_out, const char* name_in);
+// An output must not share any memory with an input (GEMM-like kernels read inputs late).
+void check_disjoint(const ArrayView& out, const ArrayView& in, const char* op,
+                    const char* name_out, const char* name_in);
+
+// CUDA arrays need a CUDA build; on a CPU-only build this raises a clear error.
+void require_cuda_built(const ArrayView& a, const char* op);
+// The stream our CUDA kernels run on: CuPy's current stream (0 when CuPy is absent).
+StreamHandle current_cuda_stream();
+
+// Calls f(T{}) with T = float or double according to `dtype`.
+template <typename F>
+decltype(auto) dispatch_float(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+    default: fail_type(op, std::string("expected float32 or float64, got ") + dtype_name(dtype));
+  }
+}
+
+Reduction parse_reduction(const std::string& reduction, const char* op);
+
+}  // namespace ranvier::binding

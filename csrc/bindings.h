@@ -1,0 +1,15 @@
+// One function per op family adds that family's functions to the _C module (module.cpp).
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace ranvier::binding {
+
+void bind_activations(pybind11::module_& m);
+void bind_matmul(pybind11::module_& m);
+void bind_softmax(pybind11::module_& m);
+void bind_losses(pybind11::module_& m);
+void bind_dropout(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
+void bind_cuda(pybind11::module_& m);
+
+}  // namespace ranvier::binding

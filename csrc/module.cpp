@@ -1,0 +1,11 @@
+// ranvier._C: the pybind11 module. Each op family registers its functions here; the
+// functions themselves live in bind_<family>.cpp.
+#include <pybind11/pybind11.h>
+
+#include "bindings.h"
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "ranvier's compiled kernels (CPU, and CUDA where built). Use ranvier.ops, not this.";
+  ranvier::binding::bind_cuda(m);
+  ranvier::binding::bind_activations(m);
+}

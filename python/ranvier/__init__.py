@@ -1,0 +1,6 @@
+"""ranvier: deep learning for biologists on hand-written C++ and CUDA kernels."""
+
+from . import _C, cuda, ops
+from .random import manual_seed
+
+__version__ = "0.1.0"

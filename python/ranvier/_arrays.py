@@ -1,0 +1,105 @@
+"""How the ops floor accepts arrays: one place for device, dtype and layout rules.
+
+Rules (documented in ranvier.ops):
+- NumPy arrays run on the CPU kernels, CuPy arrays on the CUDA kernels; the result is of
+  the same kind. Mixing the two in one call raises ``ValueError`` naming both devices.
+- float32 and float64 are computed natively. Float inputs of both widths in one call are
+  promoted to float64, as NumPy does. Other dtypes (integers, booleans, float16, complex,
+  strings, objects) raise ``TypeError``: convert explicitly, so that no precision changes
+  silently. Python scalars and lists are converted with ``np.asarray`` first.
+- Strided (non-contiguous) inputs are copied once into contiguous memory; read-only inputs
+  are fine, since inputs are only read. Outputs are always fresh, contiguous arrays unless
+  ``out=`` is given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _cupy():
+    """The cupy module if it is importable, else None (imported lazily, never required)."""
+    try:
+        import cupy
+    except Exception:
+        return None
+    return cupy
+
+
+def is_cuda_array(a) -> bool:
+    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+
+
+def device_of(a) -> str:
+    return "cuda" if is_cuda_array(a) else "cpu"
+
+
+def array_module(*arrays):
+    """numpy, or cupy when the arrays live on the GPU; mixing the two is an error."""
+    devices = {device_of(a) for a in arrays if a is not None}
+    if len(devices) > 1:
+        raise ValueError("arrays are on different devices (cpu and cuda); move them to one device")
+    if devices == {"cuda"}:
+        cupy = _cupy()
+        if cupy is None:
+            raise RuntimeError("got a CUDA array but CuPy cannot be imported")
+        return cupy
+    return np
+
+
+def _as_array(a, xp, op: str, name: str):
+    if xp is np:
+        if is_cuda_array(a):
+            raise ValueError(f"{op}: {name} is on cuda but the other inputs are on cpu")
+        return np.asarray(a)
+    if not is_cuda_array(a):
+        raise ValueError(f"{op}: {name} is on cpu but the other inputs are on cuda")
+    return a
+
+
+def check_float_dtype(dtype, op: str, name: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        hint = " (float16 is not supported; use float32)" if dtype == np.float16 else ""
+        raise TypeError(f"{op}: {name} has dtype {dtype}; expected float32 or float64{hint}")
+    return dtype
+
+
+def float_inputs(op: str, **arrays):
+    """Convert named inputs (None passes through) to contiguous arrays of one float dtype.
+
+    Returns (xp, dtype, [arrays in the order given]).
+    """
+    present = {k: v for k, v in arrays.items() if v is not None}
+    xp = array_module(*present.values())
+    converted = {k: _as_array(v, xp, op, k) for k, v in present.items()}
+    for name, a in converted.items():
+        check_float_dtype(a.dtype, op, name)
+    dtype = np.result_type(*[a.dtype for a in converted.values()]) if converted else np.dtype(np.float32)
+    out = []
+    for name in arrays:
+        a = converted.get(name)
+        if a is not None:
+            a = xp.ascontiguousarray(a, dtype=dtype)
+        out.append(a)
+    return xp, np.dtype(dtype), out
+
+
+def index_input(op: str, name: str, a, xp):
+    """Integer class targets as contiguous int64 (any integer dtype is accepted)."""
+    a = _as_array(a, xp, op, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must hold integer class indices, got dtype {a.dtype}")
+    return xp.ascontiguousarray(a, dtype=np.int64)
+
+
+def output(xp, shape, dtype, out, op: str):
+    """A fresh output array, or `out` after checking it can take the result."""
+    if out is None:
+        return xp.empty(shape, dtype=dtype)
+    if tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != np.dtype(dtype):
+        raise ValueError(f"{op}: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
+                         f"expected {tuple(shape)} and {np.dtype(dtype)}")
+    return out
