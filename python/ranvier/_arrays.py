@@ -82,7 +82,9 @@ def float_inputs(op: str, **arrays):
     for name in arrays:
         a = converted.get(name)
         if a is not None:
-            a = xp.ascontiguousarray(a, dtype=dtype)
+            # asarray(order="C") copies only when needed and, unlike ascontiguousarray,
+            # keeps 0-d arrays 0-d.
+            a = xp.asarray(a, dtype=dtype, order="C")
         out.append(a)
     return xp, np.dtype(dtype), out
 
@@ -92,7 +94,7 @@ def index_input(op: str, name: str, a, xp):
     a = _as_array(a, xp, op, name)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} must hold integer class indices, got dtype {a.dtype}")
-    return xp.ascontiguousarray(a, dtype=np.int64)
+    return xp.asarray(a, dtype=np.int64, order="C")
 
 
 def output(xp, shape, dtype, out, op: str):
