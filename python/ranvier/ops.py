@@ -150,10 +150,11 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
         (3, 2, 5)
     """
     op = "matmul"
+    # Checked before float_inputs, whose ascontiguousarray turns 0-D into 1-D.
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        raise ValueError(f"{op}: a has shape {np.shape(a)} and b has shape {np.shape(b)}; 0-D "
+                         "arrays are not matrices (multiply them instead)")
     xp, dtype, (a, b) = float_inputs(op, a=a, b=b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"{op}: a has shape {a.shape} and b has shape {b.shape}; 0-D arrays are "
-                         "not matrices (multiply them instead)")
     a_vector, b_vector = a.ndim == 1, b.ndim == 1
     a_mat = a.reshape(1, -1) if a_vector else a    # (1, k): a row vector
     b_mat = b.reshape(-1, 1) if b_vector else b    # (k, 1): a column vector
@@ -202,12 +203,14 @@ def linear(x, weight, bias=None, out=None):
         result: (..., out_features).
     """
     op = "linear"
+    x_is_scalar = np.ndim(x) == 0  # before float_inputs, which makes 0-D arrays 1-D
     xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
     _check_weight(op, weight)
     out_features, in_features = weight.shape
-    if x.ndim == 0 or x.shape[-1] != in_features:
-        features = x.shape[-1] if x.ndim else "no"
-        raise ValueError(f"{op}: x has {features} features (shape {x.shape}) but weight expects "
+    if x_is_scalar or x.shape[-1] != in_features:
+        features = "no" if x_is_scalar else x.shape[-1]
+        x_shape = () if x_is_scalar else x.shape
+        raise ValueError(f"{op}: x has {features} features (shape {x_shape}) but weight expects "
                          f"{in_features} (shape {weight.shape})")
     if bias is not None and bias.shape != (out_features,):
         raise ValueError(f"{op}: bias has shape {bias.shape} but weight (shape {weight.shape}) "
@@ -227,12 +230,14 @@ def linear_backward_input(grad_output, weight, out=None):
         result: (..., in_features).
     """
     op = "linear_backward_input"
+    dy_is_scalar = np.ndim(grad_output) == 0  # before float_inputs, which makes 0-D arrays 1-D
     xp, dtype, (grad_output, weight) = float_inputs(op, grad_output=grad_output, weight=weight)
     _check_weight(op, weight)
     out_features, in_features = weight.shape
-    if grad_output.ndim == 0 or grad_output.shape[-1] != out_features:
-        features = grad_output.shape[-1] if grad_output.ndim else "no"
-        raise ValueError(f"{op}: grad_output has {features} features (shape {grad_output.shape}) "
+    if dy_is_scalar or grad_output.shape[-1] != out_features:
+        features = "no" if dy_is_scalar else grad_output.shape[-1]
+        dy_shape = () if dy_is_scalar else grad_output.shape
+        raise ValueError(f"{op}: grad_output has {features} features (shape {dy_shape}) "
                          f"but weight has {out_features} outputs (shape {weight.shape})")
     dx = output(xp, grad_output.shape[:-1] + (in_features,), dtype, out, op)
     dy_rows = _rows(grad_output, out_features)
@@ -250,10 +255,11 @@ def linear_backward_weight(grad_output, x, bias=True):
         (grad_weight, None) when ``bias`` is False.
     """
     op = "linear_backward_weight"
+    dy_shape, x_shape = np.shape(grad_output), np.shape(x)  # before float_inputs makes 0-D 1-D
+    if not dy_shape or not x_shape or dy_shape[:-1] != x_shape[:-1]:
+        raise ValueError(f"{op}: grad_output (shape {dy_shape}) and x (shape {x_shape}) must have "
+                         "the same leading dimensions (..., features)")
     xp, dtype, (grad_output, x) = float_inputs(op, grad_output=grad_output, x=x)
-    if grad_output.ndim == 0 or x.ndim == 0 or grad_output.shape[:-1] != x.shape[:-1]:
-        raise ValueError(f"{op}: grad_output (shape {grad_output.shape}) and x (shape {x.shape}) "
-                         "must have the same leading dimensions (..., features)")
     out_features, in_features = grad_output.shape[-1], x.shape[-1]
     grad_weight = xp.empty((out_features, in_features), dtype=dtype)
     grad_bias = xp.empty((out_features,), dtype=dtype) if bias else None
