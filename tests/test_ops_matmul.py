@@ -170,7 +170,8 @@ def test_matmul_agrees_with_numpy(rng, a_shape, b_shape, dtype):
     expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
     c = ops.matmul(a, b)
     assert c.shape == expected.shape and c.dtype == dtype
-    np.testing.assert_allclose(c, expected, rtol=10 * tol(dtype)["rtol"], atol=10 * tol(dtype)["atol"] * 4)
+    # np.matmul's BLAS sums in another order: allow a few times the usual rounding error.
+    np.testing.assert_allclose(c, expected, rtol=10 * tol(dtype)["rtol"], atol=10 * tol(dtype)["atol"])
 
 
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
