@@ -2,6 +2,9 @@
 cross-entropy) and their backward passes against the float64 references in
 references/losses.py."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -579,3 +582,28 @@ def test_matches_pytorch_if_available(rng):
     z, t, pw = rng.standard_normal((4, 3)), rng.uniform(0, 1, (4, 3)), rng.uniform(0.5, 3, 3)
     expected = F.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(t), pos_weight=torch.tensor(pw))
     np.testing.assert_allclose(ops.binary_cross_entropy_with_logits(z, t, pos_weight=pw), expected.numpy(), rtol=1e-12)
+
+
+def test_reductions_do_not_depend_on_the_thread_count():
+    """The block sums are fixed by the problem size, not by the threads: one thread and
+    several give bit-identical losses."""
+    script = (
+        "import numpy as np\n"
+        "from ranvier import ops\n"
+        "rng = np.random.default_rng(7)\n"
+        "x = rng.standard_normal(200_003).astype(np.float32)\n"
+        "t = rng.standard_normal(200_003).astype(np.float32)\n"
+        "z = rng.standard_normal((3000, 37))\n"
+        "k = rng.integers(0, 37, 3000)\n"
+        "values = [ops.mse_loss(x, t), ops.binary_cross_entropy_with_logits(x, (t > 0).astype(np.float32), "
+        "reduction='sum'), ops.cross_entropy(z, k)]\n"
+        "print(' '.join(np.asarray(v).tobytes().hex() for v in values))\n"
+    )
+    results = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        results.add(run.stdout.strip())
+    assert len(results) == 1
