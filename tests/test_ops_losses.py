@@ -525,6 +525,8 @@ def test_cross_entropy_bad_shapes_and_dtypes():
         ops.cross_entropy(np.zeros((3, 5), dtype=np.float16), np.zeros(3, dtype=np.int64))
     with pytest.raises(TypeError, match="cross_entropy: ignore_index must be an integer, got 1.5"):
         ops.cross_entropy(np.zeros((3, 5)), np.zeros(3, dtype=np.int64), ignore_index=1.5)
+    with pytest.raises(ValueError, match="cross_entropy: ignore_index 1180591620717411303424 does not fit in int64"):
+        ops.cross_entropy(np.zeros((3, 5)), np.zeros(3, dtype=np.int64), ignore_index=2**70)
     with pytest.raises(ValueError, match=r"cross_entropy_backward: grad_output has shape \(\), expected \(3,\)"):
         ops.cross_entropy_backward(np.zeros((3, 5)), np.zeros(3, dtype=np.int64), 1.0, reduction="none")
 
