@@ -150,14 +150,6 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, T alpha, const T* packed_a
   }
 }
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 }  // namespace
 
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major.

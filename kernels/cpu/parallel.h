@@ -14,6 +14,15 @@ namespace ranvier::cpu {
 // costs a few microseconds, more than the whole loop at these sizes.
 constexpr int64_t kParallelGrain = 32768;
 
+// How many threads a parallel_for may use (1 without OpenMP).
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 // Calls body(begin, end) over disjoint chunks covering [0, n). `cost_per_item` scales the
 // threshold for items that are more than one operation each (rows of a matrix, say).
 template <typename Body>

@@ -1,0 +1,308 @@
+// Convolution on the CPU, lowered to the one GEMM (matmul.cpp) through im2col / col2im.
+//
+// For one image n and one group g (C/g input channels, K/g filters), with the column
+// buffer col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
+// input value that filter tap (c, r, s) meets there (zero in the padding):
+//
+//   forward          y[n, g] (K/g, P*Q)      = w[g] (K/g, C/g*R*S) @ col          (+ bias)
+//   backward input   dcol (C/g*R*S, P*Q)     = w[g]^T @ dy[n, g] (K/g, P*Q);  dx[n, g] = col2im(dcol)
+//   backward weight  dw[g] (K/g, C/g*R*S)   += dy[n, g] (K/g, P*Q) @ col^T
+//
+// col2im adds every column entry back onto the input pixel it came from (pixels seen by
+// several taps collect several terms). A 1x1 kernel with stride 1 and no padding needs no
+// column buffer: the input (C/g, H*W) already is col.
+//
+// Threads: when there are at least as many independent (image, group) units as threads,
+// the units are split among the threads, each with its own column buffer, and gemm runs
+// single-threaded inside (parallel_for does not nest). Otherwise the units run one after
+// another and gemm and im2col/col2im spread each one over the threads. The weight gradient
+// sums over the batch, so each batch chunk accumulates into its own partial dw, and the
+// partials are added in chunk order (the result depends on the thread count only through
+// rounding, and is reproducible for a given count).
+//
+// All the arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.
+#include "ranvier/conv.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "parallel.h"
+#include "ranvier/matmul.h"
+
+namespace ranvier::cpu {
+
+namespace {
+
+// Sizes derived from a Conv2dShape, named once.
+struct Geometry {
+  int64_t group_in;      // C/g: input channels per group
+  int64_t group_out;     // K/g: filters per group
+  int64_t out_h, out_w;  // P, Q
+  int64_t out_pixels;    // P*Q
+  int64_t in_pixels;     // H*W
+  int64_t col_rows;      // C/g*R*S: rows of the column buffer, columns of a group's filters
+  int64_t group_weight;  // K/g*C/g*R*S: elements of one group's filters
+  bool direct;           // 1x1, stride 1, no padding: the input is its own column buffer
+
+  explicit Geometry(const Conv2dShape& s)
+      : group_in(s.in_channels / s.groups),
+        group_out(s.out_channels / s.groups),
+        out_h(s.out_height()),
+        out_w(s.out_width()),
+        out_pixels(out_h * out_w),
+        in_pixels(s.in_height * s.in_width),
+        col_rows(group_in * s.kernel_height * s.kernel_width),
+        group_weight(group_out * col_rows),
+        direct(s.kernel_height == 1 && s.kernel_width == 1 && s.stride_height == 1 &&
+               s.stride_width == 1 && s.pad_top == 0 && s.pad_bottom == 0 && s.pad_left == 0 &&
+               s.pad_right == 0) {}
+
+  int64_t col_size() const { return direct ? 0 : col_rows * out_pixels; }
+};
+
+// The output positions o in [lo, hi) of [0, out_size) whose input position
+// o * stride + offset lies inside [0, in_size); all others read the zero padding.
+struct ValidRange {
+  int64_t lo, hi;
+};
+ValidRange valid_range(int64_t offset, int64_t stride, int64_t in_size, int64_t out_size) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t hi = in_size - offset <= 0 ? 0 : (in_size - offset - 1) / stride + 1;
+  const int64_t hi_clamped = std::min(hi, out_size);
+  return {std::min(lo, hi_clamped), hi_clamped};
+}
+
+// col (C/g*R*S, P*Q) from one group's input channels x_group (C/g, H, W).
+template <typename T>
+void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col) {
+  const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
+  parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const T* x_channel = x_group + c * g.in_pixels;
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t h_offset = r * s.dilation_height - s.pad_top;
+        const ValidRange rows = valid_range(h_offset, s.stride_height, s.in_height, P);
+        for (int64_t t = 0; t < S; ++t) {
+          const int64_t w_offset = t * s.dilation_width - s.pad_left;
+          const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
+          T* col_row = col + ((c * R + r) * S + t) * g.out_pixels;
+          std::fill(col_row, col_row + rows.lo * Q, T(0));
+          for (int64_t p = rows.lo; p < rows.hi; ++p) {
+            T* out = col_row + p * Q;
+            // x_row[q * stride_w] is the input pixel that output column q meets.
+            const T* x_row = x_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
+            std::fill(out, out + cols.lo, T(0));
+            if (s.stride_width == 1) {
+              std::copy(x_row + cols.lo, x_row + cols.hi, out + cols.lo);
+            } else {
+              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q * s.stride_width];
+            }
+            std::fill(out + cols.hi, out + Q, T(0));
+          }
+          std::fill(col_row + rows.hi * Q, col_row + P * Q, T(0));
+        }
+      }
+    }
+  });
+}
+
+// dx_group (C/g, H, W) = the column buffer's entries added back onto their input pixels
+// (overwrites dx_group). Threads own whole channels, so no two write the same pixel.
+template <typename T>
+void col2im(const Conv2dShape& s, const Geometry& g, const T* col, T* dx_group) {
+  const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
+  parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      T* dx_channel = dx_group + c * g.in_pixels;
+      std::fill(dx_channel, dx_channel + g.in_pixels, T(0));
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t h_offset = r * s.dilation_height - s.pad_top;
+        const ValidRange rows = valid_range(h_offset, s.stride_height, s.in_height, P);
+        for (int64_t t = 0; t < S; ++t) {
+          const int64_t w_offset = t * s.dilation_width - s.pad_left;
+          const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
+          const T* col_row = col + ((c * R + r) * S + t) * g.out_pixels;
+          for (int64_t p = rows.lo; p < rows.hi; ++p) {
+            const T* in = col_row + p * Q;
+            T* dx_row = dx_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
+            for (int64_t q = cols.lo; q < cols.hi; ++q) dx_row[q * s.stride_width] += in[q];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Runs body(chunk, begin, end, col) over `chunks` contiguous pieces of [0, count), the
+// chunks in parallel, each with its own column buffer of col_size elements. One chunk runs
+// on the calling thread, leaving gemm free to use every thread. The buffers are allocated
+// here, before any parallel region, so that running out of memory raises std::bad_alloc
+// to the caller instead of escaping an OpenMP region.
+template <typename T, typename Body>
+void for_each_chunk(int64_t count, int64_t chunks, int64_t cost_per_item, int64_t col_size,
+                    Body&& body) {
+  if (count == 0) return;
+  std::vector<T> cols(static_cast<size_t>(chunks * col_size));
+  if (chunks <= 1) {
+    body(int64_t{0}, int64_t{0}, count, cols.data());
+    return;
+  }
+  parallel_for(chunks, cost_per_item * (count / chunks), [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {
+      body(chunk, count * chunk / chunks, count * (chunk + 1) / chunks,
+           cols.data() + chunk * col_size);
+    }
+  });
+}
+
+// Split `count` independent units among the threads only when each thread gets at least one.
+int64_t chunk_count(int64_t count) {
+  const int64_t threads = max_threads();
+  return threads > 1 && count >= threads ? threads : 1;
+}
+
+}  // namespace
+
+// y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const Geometry g(s);
+  const int64_t units = s.batch * s.groups;  // (image, group) pairs, independent
+  const int64_t flops = g.group_out * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(units, chunk_count(units), flops, g.col_size(),
+                    [&](int64_t, int64_t begin, int64_t end, T* col) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / s.groups, group = unit % s.groups;
+      const T* x_group = x + (n * s.in_channels + group * g.group_in) * g.in_pixels;
+      T* y_group = y + (n * s.out_channels + group * g.group_out) * g.out_pixels;
+      const T* columns = x_group;
+      if (!g.direct) {
+        im2col(s, g, x_group, col);
+        columns = col;
+      }
+      T beta = T(0);
+      if (bias != nullptr) {
+        // Start each output channel at its bias and let gemm accumulate onto it.
+        for (int64_t k = 0; k < g.group_out; ++k) {
+          std::fill(y_group + k * g.out_pixels, y_group + (k + 1) * g.out_pixels,
+                    bias[group * g.group_out + k]);
+        }
+        beta = T(1);
+      }
+      gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w + group * g.group_weight,
+              g.col_rows, columns, g.out_pixels, beta, y_group, g.out_pixels);
+    }
+  });
+}
+
+// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[n, g], then col2im.
+template <typename T>
+void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
+  const Geometry g(s);
+  const int64_t units = s.batch * s.groups;
+  const int64_t flops = g.group_out * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(units, chunk_count(units), flops, g.col_size(),
+                    [&](int64_t, int64_t begin, int64_t end, T* col) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / s.groups, group = unit % s.groups;
+      const T* dy_group = dy + (n * s.out_channels + group * g.group_out) * g.out_pixels;
+      T* dx_group = dx + (n * s.in_channels + group * g.group_in) * g.in_pixels;
+      // In the direct case the column gradient is the input gradient itself.
+      T* dcol = g.direct ? dx_group : col;
+      gemm<T>(true, false, g.col_rows, g.out_pixels, g.group_out, T(1), w + group * g.group_weight,
+              g.col_rows, dy_group, g.out_pixels, T(0), dcol, g.out_pixels);
+      if (!g.direct) col2im(s, g, col, dx_group);
+    }
+  });
+}
+
+// dw (K, C/g, R, S) = sum over n of dy[n, g] @ col(x[n, g])^T per group; dbias (K) = sum of dy.
+template <typename T>
+void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw, T* dbias) {
+  const Geometry g(s);
+  const int64_t weight_size = s.out_channels * g.col_rows;
+  if (dbias != nullptr) {
+    // Summed in double: a float sum over N*P*Q terms would lose digits on big batches.
+    parallel_for(s.out_channels, s.batch * g.out_pixels, [&](int64_t k_begin, int64_t k_end) {
+      for (int64_t k = k_begin; k < k_end; ++k) {
+        double sum = 0.0;
+        for (int64_t n = 0; n < s.batch; ++n) {
+          const T* dy_channel = dy + (n * s.out_channels + k) * g.out_pixels;
+          for (int64_t i = 0; i < g.out_pixels; ++i) sum += static_cast<double>(dy_channel[i]);
+        }
+        dbias[k] = static_cast<T>(sum);
+      }
+    });
+  }
+  if (s.batch == 0) {
+    std::fill(dw, dw + weight_size, T(0));
+    return;
+  }
+
+  // Chunk 0 accumulates straight into dw, chunk i > 0 into partials[i - 1]; added in order below.
+  const int64_t chunks = chunk_count(s.batch);
+  std::vector<T> partials(static_cast<size_t>((chunks - 1) * weight_size));
+  const int64_t flops = s.groups * g.group_out * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(s.batch, chunks, flops, g.col_size(),
+                    [&](int64_t chunk, int64_t begin, int64_t end, T* col) {
+    T* dw_chunk = chunk == 0 ? dw : partials.data() + (chunk - 1) * weight_size;
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t group = 0; group < s.groups; ++group) {
+        const T* x_group = x + (n * s.in_channels + group * g.group_in) * g.in_pixels;
+        const T* dy_group = dy + (n * s.out_channels + group * g.group_out) * g.out_pixels;
+        const T* columns = x_group;
+        if (!g.direct) {
+          im2col(s, g, x_group, col);
+          columns = col;
+        }
+        // The first image of the chunk overwrites (beta 0), later ones accumulate.
+        gemm<T>(false, true, g.group_out, g.col_rows, g.out_pixels, T(1), dy_group, g.out_pixels,
+                columns, g.out_pixels, n == begin ? T(0) : T(1), dw_chunk + group * g.group_weight,
+                g.col_rows);
+      }
+    }
+  });
+  if (chunks > 1) {
+    parallel_for(weight_size, chunks, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+        const T* partial = partials.data() + (chunk - 1) * weight_size;
+        for (int64_t i = begin; i < end; ++i) dw[i] += partial[i];
+      }
+    });
+  }
+}
+
+// conv1d: the conv2d kernels on (N, C, 1, L) images with (K, C/g, 1, S) filters, which have
+// exactly the memory layout of (N, C, L) and (K, C/g, S).
+
+// y (N, K, L_out) = conv(x (N, C, L), w (K, C/g, S)) + bias (K); bias may be null.
+template <typename T>
+void conv1d_forward(const Conv1dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  conv2d_forward<T>(s.as_conv2d(), x, w, bias, y);
+}
+
+// dx (N, C, L) from dy (N, K, L_out) and w (K, C/g, S).
+template <typename T>
+void conv1d_backward_input(const Conv1dShape& s, const T* dy, const T* w, T* dx) {
+  conv2d_backward_input<T>(s.as_conv2d(), dy, w, dx);
+}
+
+// dw (K, C/g, S) and dbias (K, or null) from dy (N, K, L_out) and x (N, C, L).
+template <typename T>
+void conv1d_backward_weight(const Conv1dShape& s, const T* dy, const T* x, T* dw, T* dbias) {
+  conv2d_backward_weight<T>(s.as_conv2d(), dy, x, dw, dbias);
+}
+
+#define RANVIER_INSTANTIATE_CONV(T)                                                          \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);     \
+  template void conv2d_backward_input<T>(const Conv2dShape&, const T*, const T*, T*);        \
+  template void conv2d_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);   \
+  template void conv1d_forward<T>(const Conv1dShape&, const T*, const T*, const T*, T*);     \
+  template void conv1d_backward_input<T>(const Conv1dShape&, const T*, const T*, T*);        \
+  template void conv1d_backward_weight<T>(const Conv1dShape&, const T*, const T*, T*, T*);
+
+RANVIER_INSTANTIATE_CONV(float)
+RANVIER_INSTANTIATE_CONV(double)
+#undef RANVIER_INSTANTIATE_CONV
+
+}  // namespace ranvier::cpu
