@@ -11,5 +11,7 @@ void bind_losses(pybind11::module_& m);
 void bind_dropout(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
+// convolution (issue 3)
+void bind_conv(pybind11::module_& m);
 
 }  // namespace ranvier::binding

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_losses(m);
   ranvier::binding::bind_dropout(m);
   ranvier::binding::bind_optim(m);
+  ranvier::binding::bind_conv(m);
 }
