@@ -270,6 +270,255 @@ def linear_backward_weight(grad_output, x, bias=True):
     return grad_weight, grad_bias
 
 
+# --- convolution -------------------------------------------------------------------------
+# conv1d and conv2d as PyTorch's F.conv1d / F.conv2d (cross-correlation): x (N, C, L) or
+# (N, C, H, W), weight (K, C/groups, kernel...) -> (N, K, L_out) or (N, K, H_out, W_out).
+# Unbatched inputs (C, L) / (C, H, W) give unbatched results. stride and dilation are an int
+# or one int per spatial axis; padding is an int, one entry per spatial axis, 'valid' (none)
+# or 'same' (the output has the input's size; stride must be 1; an odd total goes one more
+# at the end, as PyTorch), and here each axis's entry may also be a pair (before, after).
+# The shape checks (channels, groups, kernel larger than the padded input) are the binding's,
+# shared with the kernels (_C.conv*d_output_shape). The backward functions take the same
+# hyper-parameters as the forward, and the forward input's (or weight's) shape where the
+# array itself is not needed.
+
+def _conv_ints(op, name, value, spatial):
+    """An int or `spatial` ints as a tuple of `spatial` Python ints (ranges are the binding's)."""
+    values = (value,) * spatial if isinstance(value, (int, np.integer)) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {spatial} ints, "
+                        f"got {value!r}") from None
+    if len(values) != spatial or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                     for v in values):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {spatial} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _conv_padding(op, padding, spatial, kernel, stride, dilation):
+    """padding as the binding wants it: (before, after) for each spatial axis, flattened."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * (2 * spatial)
+        if padding != "same":
+            raise ValueError(f"{op}: padding must be 'valid', 'same', an int or a tuple, "
+                             f"got {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{op}: padding='same' is not supported for strided convolutions "
+                             f"(stride {stride})")
+        pairs = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            pairs += [total // 2, total - total // 2]  # the odd one at the end, as PyTorch
+        return tuple(pairs)
+    entries = (padding,) * spatial if isinstance(padding, (int, np.integer)) else padding
+    try:
+        entries = tuple(entries)
+    except TypeError:
+        entries = None
+    message = (f"{op}: padding must be 'valid', 'same', an int, or one entry per spatial axis "
+               f"(an int or a (before, after) pair), got {padding!r}")
+    if entries is None or len(entries) != spatial:
+        raise TypeError(message)
+    pairs = []
+    for entry in entries:
+        pair = (entry, entry) if isinstance(entry, (int, np.integer)) else entry
+        try:
+            pair = tuple(pair)
+        except TypeError:
+            raise TypeError(message) from None
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                 for v in pair):
+            raise TypeError(message)
+        pairs += [int(v) for v in pair]
+    return tuple(pairs)
+
+
+def _conv_groups(op, groups):
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    return int(groups)
+
+
+def _conv_params(op, spatial, weight_shape, stride, padding, dilation, groups):
+    """(stride, padding, dilation, groups) normalised for the binding. 'same' needs the
+    kernel size, so weight_shape must have the right rank (else ValueError naming it)."""
+    if len(weight_shape) != spatial + 2:
+        layout = "(out_channels, in_channels/groups, kernel_size)" if spatial == 1 else \
+            "(out_channels, in_channels/groups, kh, kw)"
+        raise ValueError(f"{op}: weight must be {spatial + 2}-D {layout}, got shape "
+                         f"{tuple(weight_shape)}")
+    stride = _conv_ints(op, "stride", stride, spatial)
+    dilation = _conv_ints(op, "dilation", dilation, spatial)
+    padding = _conv_padding(op, padding, spatial, tuple(weight_shape[2:]), stride, dilation)
+    return stride, padding, dilation, _conv_groups(op, groups)
+
+
+def _conv_shape_argument(op, name, shape):
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {shape!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in shape):
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {shape!r}")
+    return tuple(int(v) for v in shape)
+
+
+def _batched(x_rank, spatial):
+    """True for (N, C, *spatial) inputs, False for unbatched (C, *spatial) ones."""
+    return x_rank != spatial + 1
+
+
+def _conv_forward(op, spatial, x, weight, bias, stride, padding, dilation, groups, out):
+    xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
+    params = _conv_params(op, spatial, weight.shape, stride, padding, dilation, groups)
+    batched = _batched(x.ndim, spatial)
+    x_kernel = x if batched else x[None]
+    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(x_kernel.shape, weight.shape,
+                                                                 *params, op=op))
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"{op}: bias has shape {bias.shape} but weight (shape {weight.shape}) "
+                         f"has {weight.shape[0]} output channels; expected ({weight.shape[0]},)")
+    y = output(xp, y_shape if batched else y_shape[1:], dtype, out, op)
+    getattr(_C, f"conv{spatial}d_forward")(x_kernel, weight, bias, _kernel_out(y, y_shape, op),
+                                           *params)
+    return y
+
+
+def _conv_backward_input(op, spatial, grad_output, weight, input_shape, stride, padding,
+                         dilation, groups, out):
+    input_shape = _conv_shape_argument(op, "input_shape", input_shape)
+    xp, dtype, (grad_output, weight) = float_inputs(op, grad_output=grad_output, weight=weight)
+    params = _conv_params(op, spatial, weight.shape, stride, padding, dilation, groups)
+    batched = _batched(len(input_shape), spatial)
+    kernel_shape = input_shape if batched else (1,) + input_shape
+    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(
+        kernel_shape, weight.shape, *params, op=op, x_name="input_shape"))
+    expected = y_shape if batched else y_shape[1:]
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)} but the "
+                         f"convolution of an input {input_shape} with weight "
+                         f"{tuple(weight.shape)} gives {expected}")
+    dx = output(xp, input_shape, dtype, out, op)
+    getattr(_C, f"conv{spatial}d_backward_input")(grad_output.reshape(y_shape), weight,
+                                                  _kernel_out(dx, kernel_shape, op), *params)
+    return dx
+
+
+def _conv_backward_weight(op, spatial, grad_output, x, weight_shape, stride, padding,
+                          dilation, groups, bias):
+    weight_shape = _conv_shape_argument(op, "weight_shape", weight_shape)
+    xp, dtype, (grad_output, x) = float_inputs(op, grad_output=grad_output, x=x)
+    params = _conv_params(op, spatial, weight_shape, stride, padding, dilation, groups)
+    batched = _batched(x.ndim, spatial)
+    x_kernel = x if batched else x[None]
+    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(
+        x_kernel.shape, weight_shape, *params, op=op, weight_name="weight_shape"))
+    expected = y_shape if batched else y_shape[1:]
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)} but the "
+                         f"convolution of x {tuple(x.shape)} with a weight of shape "
+                         f"{weight_shape} gives {expected}")
+    grad_weight = xp.empty(weight_shape, dtype=dtype)
+    grad_bias = xp.empty((weight_shape[0],), dtype=dtype) if bias else None
+    getattr(_C, f"conv{spatial}d_backward_weight")(grad_output.reshape(y_shape), x_kernel,
+                                                   grad_weight, grad_bias, *params)
+    return grad_weight, grad_bias
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+    """2-D convolution (cross-correlation), as PyTorch's F.conv2d.
+
+    y[n, k, p, q] = bias[k] + sum over c, r, s of weight[k, c, r, s] *
+    x[n, g * C/groups + c, p * stride_h - pad_top + r * dilation_h,
+      q * stride_w - pad_left + s * dilation_w], with g the group of filter k and zeros
+    outside the image.
+
+    Shape:
+        x: (N, C, H, W), or unbatched (C, H, W).
+        weight: (K, C / groups, kh, kw).
+        bias: (K,) or None.
+        result: (N, K, H_out, W_out) (unbatched: (K, H_out, W_out)), where
+        H_out = (H + pad_top + pad_bottom - dilation_h * (kh - 1) - 1) // stride_h + 1,
+        likewise W_out.
+
+    Example:
+        >>> conv2d(np.ones((2, 3, 8, 8)), np.ones((4, 3, 3, 3)), padding=1).shape
+        (2, 4, 8, 8)
+    """
+    return _conv_forward("conv2d", 2, x, weight, bias, stride, padding, dilation, groups, out)
+
+
+def conv2d_backward_input(grad_output, weight, input_shape, stride=1, padding=0, dilation=1,
+                          groups=1, out=None):
+    """Gradient of conv2d with respect to its input x.
+
+    Shape:
+        grad_output: (N, K, H_out, W_out), the shape conv2d gave.
+        weight: (K, C / groups, kh, kw).
+        input_shape: x's shape, (N, C, H, W) or unbatched (C, H, W).
+        result: an array of input_shape.
+    """
+    return _conv_backward_input("conv2d_backward_input", 2, grad_output, weight, input_shape,
+                                stride, padding, dilation, groups, out)
+
+
+def conv2d_backward_weight(grad_output, x, weight_shape, stride=1, padding=0, dilation=1,
+                           groups=1, bias=True):
+    """Gradients of conv2d with respect to weight and bias, summed over the batch.
+
+    Shape:
+        grad_output: (N, K, H_out, W_out), the shape conv2d gave.
+        x: (N, C, H, W), the forward input (or unbatched (C, H, W)).
+        weight_shape: (K, C / groups, kh, kw).
+        result: (grad_weight of weight_shape, grad_bias (K,)), or (grad_weight, None) when
+        ``bias`` is False.
+    """
+    return _conv_backward_weight("conv2d_backward_weight", 2, grad_output, x, weight_shape,
+                                 stride, padding, dilation, groups, bias)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+    """1-D convolution (cross-correlation), as PyTorch's F.conv1d; computed by the conv2d
+    kernels on images of height 1.
+
+    Shape:
+        x: (N, C, L), or unbatched (C, L).
+        weight: (K, C / groups, kernel_size).
+        bias: (K,) or None.
+        result: (N, K, L_out) (unbatched: (K, L_out)), where
+        L_out = (L + pad_left + pad_right - dilation * (kernel_size - 1) - 1) // stride + 1.
+
+    Example:
+        >>> conv1d(np.ones((2, 4, 200)), np.ones((16, 4, 9)), padding="same").shape
+        (2, 16, 200)
+    """
+    return _conv_forward("conv1d", 1, x, weight, bias, stride, padding, dilation, groups, out)
+
+
+def conv1d_backward_input(grad_output, weight, input_shape, stride=1, padding=0, dilation=1,
+                          groups=1, out=None):
+    """Gradient of conv1d with respect to its input x.
+
+    Shape: grad_output (N, K, L_out), weight (K, C / groups, kernel_size), input_shape
+    (N, C, L) or (C, L) -> an array of input_shape.
+    """
+    return _conv_backward_input("conv1d_backward_input", 1, grad_output, weight, input_shape,
+                                stride, padding, dilation, groups, out)
+
+
+def conv1d_backward_weight(grad_output, x, weight_shape, stride=1, padding=0, dilation=1,
+                           groups=1, bias=True):
+    """Gradients of conv1d with respect to weight and bias, summed over the batch.
+
+    Shape: grad_output (N, K, L_out), x (N, C, L) or (C, L), weight_shape
+    (K, C / groups, kernel_size) -> (grad_weight, grad_bias (K,) or None when bias is False).
+    """
+    return _conv_backward_weight("conv1d_backward_weight", 1, grad_output, x, weight_shape,
+                                 stride, padding, dilation, groups, bias)
+
+
 # --- softmax -----------------------------------------------------------------------------
 # softmax and log_softmax along one axis. Their backward takes the forward OUTPUT y (both
 # derivatives are cheapest from it):

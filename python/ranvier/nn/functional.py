@@ -67,6 +67,89 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return _Linear.apply(input, weight, bias)
 
 
+# --- convolution -------------------------------------------------------------------------
+# One Function per rank; backward calls the ops backward kernels with the forward's
+# hyper-parameters. ops handles unbatched inputs and checks every shape.
+
+__all__ += ["conv1d", "conv2d"]
+
+
+class _Conv(Function):
+    """x (N, C, *spatial), weight (K, C/groups, *kernel), bias (K) or None -> (N, K, *out).
+    Subclasses name their three ops kernels (forward, backward_input, backward_weight)."""
+
+    kernels: tuple
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        ctx.params = (stride, padding, dilation, groups)
+        return type(ctx).kernels[0](x, weight, bias, *ctx.params)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_arrays
+        _, backward_input, backward_weight = type(ctx).kernels
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = backward_input(grad, weight, x.shape, *ctx.params) if need_x else None
+        grad_w = grad_b = None
+        if need_w or need_b:
+            grad_w, grad_b = backward_weight(grad, x, weight.shape, *ctx.params,
+                                             bias=ctx.has_bias and need_b)
+        return grad_x, (grad_w if need_w else None), grad_b, None, None, None, None
+
+
+class _Conv1d(_Conv):
+    kernels = (ops.conv1d, ops.conv1d_backward_input, ops.conv1d_backward_weight)
+
+
+class _Conv2d(_Conv):
+    kernels = (ops.conv2d, ops.conv2d_backward_input, ops.conv2d_backward_weight)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-D convolution (cross-correlation) over the last axis, as PyTorch's F.conv1d.
+
+    Args:
+        stride, dilation: an int or a 1-tuple.
+        padding: an int, a 1-tuple, 'valid' (no padding) or 'same' (output length = input
+            length; needs stride 1).
+        groups: split the channels into this many groups, each convolved with its own
+            filters (groups = in_channels gives a depthwise convolution).
+
+    Shape: input (N, C, L) or (C, L), weight (out_channels, C/groups, kernel_size), bias
+    (out_channels) -> (N, out_channels, L_out) or (out_channels, L_out).
+    """
+    _check_tensor("conv1d", "input", input)
+    return _Conv1d.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation), as PyTorch's F.conv2d.
+
+    Args:
+        stride, dilation: an int or a (height, width) tuple.
+        padding: an int, a (height, width) tuple, 'valid' (no padding) or 'same' (output
+            size = input size; needs stride 1).
+        groups: split the channels into this many groups, each convolved with its own
+            filters (groups = in_channels gives a depthwise convolution).
+
+    Shape: input (N, C, H, W) or (C, H, W), weight (out_channels, C/groups, kh, kw), bias
+    (out_channels) -> (N, out_channels, H_out, W_out) or (out_channels, H_out, W_out).
+
+    Example:
+        >>> x = ranvier.randn(8, 3, 32, 32)
+        >>> w = ranvier.randn(16, 3, 3, 3, requires_grad=True)
+        >>> F.conv2d(x, w, padding=1).shape
+        (8, 16, 32, 32)
+    """
+    _check_tensor("conv2d", "input", input)
+    return _Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
 # --- activations -------------------------------------------------------------------------
 
 class _FromInput(Function):
