@@ -365,24 +365,37 @@ def _conv_shape_argument(op, name, shape):
     return tuple(int(v) for v in shape)
 
 
-def _batched(x_rank, spatial):
+def _batched(op, name, shape, spatial):
     """True for (N, C, *spatial) inputs, False for unbatched (C, *spatial) ones."""
-    return x_rank != spatial + 1
+    if len(shape) not in (spatial + 1, spatial + 2):
+        layout = "(N, C, L) or unbatched (C, L)" if spatial == 1 else \
+            "(N, C, H, W) or unbatched (C, H, W)"
+        raise ValueError(f"{op}: {name} must be {spatial + 2}-D or {spatial + 1}-D {layout}, got "
+                         f"shape {tuple(shape)}")
+    return len(shape) == spatial + 2
+
+
+def _output_shape(op, spatial, x_shape, weight_shape, params, batched, x_name="x",
+                  weight_name="weight"):
+    """The kernels' (batched) output shape, after the binding's checks of every shape."""
+    if not batched:  # the binding sees it with a batch of 1, and says so
+        x_shape, x_name = (1,) + tuple(x_shape), x_name + " (unbatched, shown with a batch of 1)"
+    return tuple(getattr(_C, f"conv{spatial}d_output_shape")(
+        tuple(x_shape), tuple(weight_shape), *params, op=op, x_name=x_name,
+        weight_name=weight_name))
 
 
 def _conv_forward(op, spatial, x, weight, bias, stride, padding, dilation, groups, out):
     xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
     params = _conv_params(op, spatial, weight.shape, stride, padding, dilation, groups)
-    batched = _batched(x.ndim, spatial)
-    x_kernel = x if batched else x[None]
-    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(x_kernel.shape, weight.shape,
-                                                                 *params, op=op))
+    batched = _batched(op, "x", x.shape, spatial)
+    y_shape = _output_shape(op, spatial, x.shape, weight.shape, params, batched)
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{op}: bias has shape {bias.shape} but weight (shape {weight.shape}) "
                          f"has {weight.shape[0]} output channels; expected ({weight.shape[0]},)")
     y = output(xp, y_shape if batched else y_shape[1:], dtype, out, op)
-    getattr(_C, f"conv{spatial}d_forward")(x_kernel, weight, bias, _kernel_out(y, y_shape, op),
-                                           *params)
+    getattr(_C, f"conv{spatial}d_forward")(x if batched else x[None], weight, bias,
+                                           _kernel_out(y, y_shape, op), *params)
     return y
 
 
@@ -391,16 +404,16 @@ def _conv_backward_input(op, spatial, grad_output, weight, input_shape, stride, 
     input_shape = _conv_shape_argument(op, "input_shape", input_shape)
     xp, dtype, (grad_output, weight) = float_inputs(op, grad_output=grad_output, weight=weight)
     params = _conv_params(op, spatial, weight.shape, stride, padding, dilation, groups)
-    batched = _batched(len(input_shape), spatial)
-    kernel_shape = input_shape if batched else (1,) + input_shape
-    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(
-        kernel_shape, weight.shape, *params, op=op, x_name="input_shape"))
+    batched = _batched(op, "input_shape", input_shape, spatial)
+    y_shape = _output_shape(op, spatial, input_shape, weight.shape, params, batched,
+                            x_name="input_shape")
     expected = y_shape if batched else y_shape[1:]
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)} but the "
                          f"convolution of an input {input_shape} with weight "
                          f"{tuple(weight.shape)} gives {expected}")
     dx = output(xp, input_shape, dtype, out, op)
+    kernel_shape = input_shape if batched else (1,) + input_shape
     getattr(_C, f"conv{spatial}d_backward_input")(grad_output.reshape(y_shape), weight,
                                                   _kernel_out(dx, kernel_shape, op), *params)
     return dx
@@ -411,10 +424,9 @@ def _conv_backward_weight(op, spatial, grad_output, x, weight_shape, stride, pad
     weight_shape = _conv_shape_argument(op, "weight_shape", weight_shape)
     xp, dtype, (grad_output, x) = float_inputs(op, grad_output=grad_output, x=x)
     params = _conv_params(op, spatial, weight_shape, stride, padding, dilation, groups)
-    batched = _batched(x.ndim, spatial)
-    x_kernel = x if batched else x[None]
-    y_shape = tuple(getattr(_C, f"conv{spatial}d_output_shape")(
-        x_kernel.shape, weight_shape, *params, op=op, weight_name="weight_shape"))
+    batched = _batched(op, "x", x.shape, spatial)
+    y_shape = _output_shape(op, spatial, x.shape, weight_shape, params, batched,
+                            weight_name="weight_shape")
     expected = y_shape if batched else y_shape[1:]
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)} but the "
@@ -422,8 +434,9 @@ def _conv_backward_weight(op, spatial, grad_output, x, weight_shape, stride, pad
                          f"{weight_shape} gives {expected}")
     grad_weight = xp.empty(weight_shape, dtype=dtype)
     grad_bias = xp.empty((weight_shape[0],), dtype=dtype) if bias else None
-    getattr(_C, f"conv{spatial}d_backward_weight")(grad_output.reshape(y_shape), x_kernel,
-                                                   grad_weight, grad_bias, *params)
+    getattr(_C, f"conv{spatial}d_backward_weight")(grad_output.reshape(y_shape),
+                                                   x if batched else x[None], grad_weight,
+                                                   grad_bias, *params)
     return grad_weight, grad_bias
 
 
