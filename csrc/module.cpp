@@ -8,4 +8,5 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "ranvier's compiled kernels (CPU, and CUDA where built). Use ranvier.ops, not this.";
   ranvier::binding::bind_cuda(m);
   ranvier::binding::bind_activations(m);
+  ranvier::binding::bind_matmul(m);
 }

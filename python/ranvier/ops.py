@@ -15,6 +15,10 @@ the loss with respect to the forward's output) and return the gradient(s) of its
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from . import _C
 from ._arrays import float_inputs, output
 
@@ -96,3 +100,169 @@ def gelu(x, approximate="none", out=None):
 def gelu_backward(x, grad_output, approximate="none", out=None):
     return _activation_backward("gelu_backward", _gelu_code("gelu_backward", approximate), x,
                                 grad_output, out=out)
+
+
+# --- matmul and linear -------------------------------------------------------------------
+# The kernels take 2-D matrices or 3-D stacks of them (contiguous); these functions flatten
+# any leading batch dimensions into one and reshape the result back, so the results are
+# those of np.matmul / torch.nn.functional.linear. linear's layout is PyTorch's:
+# weight (out_features, in_features), y = x @ weight.T + bias.
+
+
+def _kernel_out(out, shape, op):
+    """`out` reshaped to the kernel's `shape`, sharing its memory (the kernel writes into it)."""
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out of shape {tuple(out.shape)} is not C-contiguous; "
+                         "pass a contiguous array")
+    return out.reshape(shape)
+
+
+def _stacked(x, lead, batch_shape, xp):
+    """x (*lead, r, c) as the kernel wants it for a result with batch dims `batch_shape`:
+    2-D when it is one matrix shared by the whole batch, else (batch, r, c)."""
+    r, c = x.shape[-2:]
+    if math.prod(lead) == 1:
+        return x.reshape(r, c)
+    if tuple(lead) != tuple(batch_shape):
+        # Partial broadcasting, e.g. (2, 1, r, c) against (3, c, n): materialise the copies.
+        x = xp.ascontiguousarray(xp.broadcast_to(x, tuple(batch_shape) + (r, c)))
+    return x.reshape(math.prod(batch_shape), r, c)
+
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None):
+    """Matrix product op(a) @ op(b), batched and broadcast like ``np.matmul``.
+
+    op(a) is a with its last two axes swapped when ``trans_a`` (likewise b), so
+    ``matmul(a, b, trans_b=True)`` is ``a @ b.swapaxes(-1, -2)`` without making the copy.
+
+    Shape:
+        a: (..., m, k), or (..., k, m) with trans_a.
+        b: (..., k, n), or (..., n, k) with trans_b.
+        result: (..., m, n), where ... is the broadcast of the two batch shapes. A 2-D
+        operand (or one whose batch dims are all 1) is shared by the other's whole batch at
+        no cost; other broadcasting (e.g. (2, 1, m, k) with (3, k, n)) copies the operand.
+        As in np.matmul, a 1-D a (k,) is a row vector and a 1-D b (k,) a column vector, and
+        that axis is dropped from the result; the trans flag of a 1-D operand is ignored.
+        0-D operands raise ValueError.
+
+    Example:
+        >>> matmul(np.ones((3, 2, 4)), np.ones((5, 4)), trans_b=True).shape
+        (3, 2, 5)
+    """
+    op = "matmul"
+    # Checked before float_inputs, whose ascontiguousarray turns 0-D into 1-D.
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        raise ValueError(f"{op}: a has shape {np.shape(a)} and b has shape {np.shape(b)}; 0-D "
+                         "arrays are not matrices (multiply them instead)")
+    xp, dtype, (a, b) = float_inputs(op, a=a, b=b)
+    a_vector, b_vector = a.ndim == 1, b.ndim == 1
+    a_mat = a.reshape(1, -1) if a_vector else a    # (1, k): a row vector
+    b_mat = b.reshape(-1, 1) if b_vector else b    # (k, 1): a column vector
+    trans_a = bool(trans_a) and not a_vector
+    trans_b = bool(trans_b) and not b_vector
+    m, k = (a_mat.shape[-1], a_mat.shape[-2]) if trans_a else a_mat.shape[-2:]
+    k_b, n = (b_mat.shape[-1], b_mat.shape[-2]) if trans_b else b_mat.shape[-2:]
+    if k != k_b:
+        raise ValueError(f"{op}: a has shape {a.shape}{' (transposed)' if trans_a else ''} with "
+                         f"{k} columns but b has shape {b.shape}{' (transposed)' if trans_b else ''} "
+                         f"with {k_b} rows")
+    lead_a, lead_b = a_mat.shape[:-2], b_mat.shape[:-2]
+    try:
+        batch_shape = np.broadcast_shapes(lead_a, lead_b)
+    except ValueError:
+        raise ValueError(f"{op}: the batch dimensions of a {a.shape} and b {b.shape} do not "
+                         "broadcast") from None
+    a_kernel = _stacked(a_mat, lead_a, batch_shape, xp)
+    b_kernel = _stacked(b_mat, lead_b, batch_shape, xp)
+    batched = a_kernel.ndim == 3 or b_kernel.ndim == 3
+    kernel_shape = (math.prod(batch_shape), m, n) if batched else (m, n)
+    result_shape = tuple(batch_shape) + (() if a_vector else (m,)) + (() if b_vector else (n,))
+    c = output(xp, result_shape, dtype, out, op)
+    _C.matmul(a_kernel, b_kernel, _kernel_out(c, kernel_shape, op), trans_a, trans_b)
+    return c
+
+
+def _rows(x, features):
+    """x (..., features) as (rows, features) without copying (x is contiguous)."""
+    return x.reshape(math.prod(x.shape[:-1]), features)
+
+
+def _check_weight(op, weight):
+    if weight.ndim != 2:
+        raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got shape "
+                         f"{weight.shape}")
+
+
+def linear(x, weight, bias=None, out=None):
+    """Fully connected layer: x @ weight.T + bias (PyTorch's F.linear).
+
+    Shape:
+        x: (..., in_features), any number of leading dims (flattened to rows).
+        weight: (out_features, in_features).
+        bias: (out_features,) or None.
+        result: (..., out_features).
+    """
+    op = "linear"
+    x_is_scalar = np.ndim(x) == 0  # before float_inputs, which makes 0-D arrays 1-D
+    xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
+    _check_weight(op, weight)
+    out_features, in_features = weight.shape
+    if x_is_scalar or x.shape[-1] != in_features:
+        features = "no" if x_is_scalar else x.shape[-1]
+        x_shape = () if x_is_scalar else x.shape
+        raise ValueError(f"{op}: x has {features} features (shape {x_shape}) but weight expects "
+                         f"{in_features} (shape {weight.shape})")
+    if bias is not None and bias.shape != (out_features,):
+        raise ValueError(f"{op}: bias has shape {bias.shape} but weight (shape {weight.shape}) "
+                         f"has {out_features} outputs; expected ({out_features},)")
+    y = output(xp, x.shape[:-1] + (out_features,), dtype, out, op)
+    x_rows = _rows(x, in_features)
+    _C.linear_forward(x_rows, weight, bias, _kernel_out(y, (x_rows.shape[0], out_features), op))
+    return y
+
+
+def linear_backward_input(grad_output, weight, out=None):
+    """Gradient of linear with respect to x: grad_output @ weight.
+
+    Shape:
+        grad_output: (..., out_features).
+        weight: (out_features, in_features).
+        result: (..., in_features).
+    """
+    op = "linear_backward_input"
+    dy_is_scalar = np.ndim(grad_output) == 0  # before float_inputs, which makes 0-D arrays 1-D
+    xp, dtype, (grad_output, weight) = float_inputs(op, grad_output=grad_output, weight=weight)
+    _check_weight(op, weight)
+    out_features, in_features = weight.shape
+    if dy_is_scalar or grad_output.shape[-1] != out_features:
+        features = "no" if dy_is_scalar else grad_output.shape[-1]
+        dy_shape = () if dy_is_scalar else grad_output.shape
+        raise ValueError(f"{op}: grad_output has {features} features (shape {dy_shape}) "
+                         f"but weight has {out_features} outputs (shape {weight.shape})")
+    dx = output(xp, grad_output.shape[:-1] + (in_features,), dtype, out, op)
+    dy_rows = _rows(grad_output, out_features)
+    _C.linear_backward_input(dy_rows, weight, _kernel_out(dx, (dy_rows.shape[0], in_features), op))
+    return dx
+
+
+def linear_backward_weight(grad_output, x, bias=True):
+    """Gradients of linear with respect to weight and bias, summed over all leading dims.
+
+    Shape:
+        grad_output: (..., out_features).
+        x: (..., in_features), the forward input, with the same leading dims.
+        result: (grad_weight (out_features, in_features), grad_bias (out_features,)), or
+        (grad_weight, None) when ``bias`` is False.
+    """
+    op = "linear_backward_weight"
+    dy_shape, x_shape = np.shape(grad_output), np.shape(x)  # before float_inputs makes 0-D 1-D
+    if not dy_shape or not x_shape or dy_shape[:-1] != x_shape[:-1]:
+        raise ValueError(f"{op}: grad_output (shape {dy_shape}) and x (shape {x_shape}) must have "
+                         "the same leading dimensions (..., features)")
+    xp, dtype, (grad_output, x) = float_inputs(op, grad_output=grad_output, x=x)
+    out_features, in_features = grad_output.shape[-1], x.shape[-1]
+    grad_weight = xp.empty((out_features, in_features), dtype=dtype)
+    grad_bias = xp.empty((out_features,), dtype=dtype) if bias else None
+    _C.linear_backward_weight(_rows(grad_output, out_features), _rows(x, in_features),
+                              grad_weight, grad_bias)
+    return grad_weight, grad_bias

@@ -1,0 +1,201 @@
+// _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight (CPU only).
+#include <string>
+
+#include "array_view.h"
+#include "bindings.h"
+#include "ranvier/matmul.h"
+
+namespace ranvier::binding {
+
+namespace {
+
+// No CUDA GEMM exists yet: refuse device arrays before their pointers reach a CPU kernel.
+void require_cpu(const ArrayView& a, const char* op, const char* name) {
+  if (a.device != Device::CPU) {
+    fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
+                                       "this kernel yet; use NumPy arrays");
+  }
+}
+
+// out (batch, m, n) or (m, n) = op(a) @ op(b), a (batch, .., ..) or 2-D, b likewise.
+// op(a) is (m, k): a is (m, k), or (k, m) when trans_a; op(b) is (k, n): b is (k, n), or
+// (n, k) when trans_b. A 2-D operand is shared by every matrix of the other's batch.
+void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a, bool trans_b) {
+  const char* op = "matmul";
+  const ArrayView a = view_array(a_obj, op, "a");
+  const ArrayView b = view_array(b_obj, op, "b");
+  const ArrayView out = view_output(out_obj, op, "out");
+  require_cpu(a, op, "a");
+  require_cpu(b, op, "b");
+  require_cpu(out, op, "out");
+  check_float(a, op, "a");
+  check_same_dtype(a, b, op, "a", "b");
+  check_same_dtype(a, out, op, "a", "out");
+  if (a.ndim() != 2 && a.ndim() != 3) fail_value(op, "a must be 2-D or 3-D, got shape " + a.shape_str());
+  if (b.ndim() != 2 && b.ndim() != 3) fail_value(op, "b must be 2-D or 3-D, got shape " + b.shape_str());
+
+  const int64_t m = trans_a ? a.dim(-1) : a.dim(-2);
+  const int64_t k = trans_a ? a.dim(-2) : a.dim(-1);
+  const int64_t k_b = trans_b ? b.dim(-1) : b.dim(-2);
+  const int64_t n = trans_b ? b.dim(-2) : b.dim(-1);
+  if (k != k_b) {
+    fail_value(op, "a " + a.shape_str() + (trans_a ? " (transposed)" : "") + " has " +
+                       std::to_string(k) + " columns but b " + b.shape_str() +
+                       (trans_b ? " (transposed)" : "") + " has " + std::to_string(k_b) + " rows");
+  }
+  const bool a_batched = a.ndim() == 3;
+  const bool b_batched = b.ndim() == 3;
+  if (a_batched && b_batched && a.shape[0] != b.shape[0]) {
+    fail_value(op, "batch sizes differ: a " + a.shape_str() + " and b " + b.shape_str());
+  }
+  const int64_t batch = a_batched ? a.shape[0] : (b_batched ? b.shape[0] : 1);
+  if (a_batched || b_batched) {
+    check_shape(out, {batch, m, n}, op, "out");
+  } else {
+    check_shape(out, {m, n}, op, "out");
+  }
+  check_disjoint(out, a, op, "out", "a");
+  check_disjoint(out, b, op, "out", "b");
+
+  const int64_t stride_a = a_batched ? m * k : 0;
+  const int64_t stride_b = b_batched ? k * n : 0;
+  dispatch_float(a.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    cpu::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
+                   stride_a, stride_b);
+  });
+}
+
+// out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
+void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
+                    py::handle out_obj) {
+  const char* op = "linear_forward";
+  const ArrayView x = view_array(x_obj, op, "x");
+  const ArrayView w = view_array(w_obj, op, "weight");
+  const ArrayView y = view_output(out_obj, op, "out");
+  const bool has_bias = !bias_obj.is_none();
+  ArrayView bias;
+  if (has_bias) bias = view_array(bias_obj, op, "bias");
+  require_cpu(x, op, "x");
+  require_cpu(w, op, "weight");
+  require_cpu(y, op, "out");
+  if (has_bias) require_cpu(bias, op, "bias");
+  check_float(x, op, "x");
+  check_same_dtype(x, w, op, "x", "weight");
+  check_same_dtype(x, y, op, "x", "out");
+  if (has_bias) check_same_dtype(x, bias, op, "x", "bias");
+  check_ndim(x, 2, op, "x");
+  check_ndim(w, 2, op, "weight");
+  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
+  if (w.shape[1] != in) {
+    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
+                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
+  }
+  if (has_bias) check_shape(bias, {out_features}, op, "bias");
+  check_shape(y, {rows, out_features}, op, "out");
+  check_disjoint(y, x, op, "out", "x");
+  check_disjoint(y, w, op, "out", "weight");
+  if (has_bias) check_disjoint(y, bias, op, "out", "bias");
+
+  dispatch_float(x.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    cpu::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), has_bias ? bias.ptr<T>() : nullptr, y.ptr<T>(),
+                           rows, in, out_features);
+  });
+}
+
+// out (rows, in) = grad_output (rows, out_features) @ w (out_features, in).
+void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_obj) {
+  const char* op = "linear_backward_input";
+  const ArrayView dy = view_array(dy_obj, op, "grad_output");
+  const ArrayView w = view_array(w_obj, op, "weight");
+  const ArrayView dx = view_output(out_obj, op, "out");
+  require_cpu(dy, op, "grad_output");
+  require_cpu(w, op, "weight");
+  require_cpu(dx, op, "out");
+  check_float(dy, op, "grad_output");
+  check_same_dtype(dy, w, op, "grad_output", "weight");
+  check_same_dtype(dy, dx, op, "grad_output", "out");
+  check_ndim(dy, 2, op, "grad_output");
+  check_ndim(w, 2, op, "weight");
+  const int64_t rows = dy.shape[0], out_features = dy.shape[1], in = w.shape[1];
+  if (w.shape[0] != out_features) {
+    fail_value(op, "grad_output " + dy.shape_str() + " has " + std::to_string(out_features) +
+                       " features but weight " + w.shape_str() + " has " +
+                       std::to_string(w.shape[0]) + " outputs");
+  }
+  check_shape(dx, {rows, in}, op, "out");
+  check_disjoint(dx, dy, op, "out", "grad_output");
+  check_disjoint(dx, w, op, "out", "weight");
+
+  dispatch_float(dy.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    cpu::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in, out_features);
+  });
+}
+
+// out_weight (out_features, in) = grad_output (rows, out_features)^T @ x (rows, in);
+// out_bias (out_features) = column sums of grad_output, when given.
+void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_obj,
+                            py::object db_obj) {
+  const char* op = "linear_backward_weight";
+  const ArrayView dy = view_array(dy_obj, op, "grad_output");
+  const ArrayView x = view_array(x_obj, op, "x");
+  const ArrayView dw = view_output(dw_obj, op, "out_weight");
+  const bool has_bias = !db_obj.is_none();
+  ArrayView db;
+  if (has_bias) db = view_output(db_obj, op, "out_bias");
+  require_cpu(dy, op, "grad_output");
+  require_cpu(x, op, "x");
+  require_cpu(dw, op, "out_weight");
+  if (has_bias) require_cpu(db, op, "out_bias");
+  check_float(dy, op, "grad_output");
+  check_same_dtype(dy, x, op, "grad_output", "x");
+  check_same_dtype(dy, dw, op, "grad_output", "out_weight");
+  if (has_bias) check_same_dtype(dy, db, op, "grad_output", "out_bias");
+  check_ndim(dy, 2, op, "grad_output");
+  check_ndim(x, 2, op, "x");
+  const int64_t rows = dy.shape[0], out_features = dy.shape[1], in = x.shape[1];
+  if (x.shape[0] != rows) {
+    fail_value(op, "grad_output " + dy.shape_str() + " has " + std::to_string(rows) +
+                       " rows but x " + x.shape_str() + " has " + std::to_string(x.shape[0]));
+  }
+  check_shape(dw, {out_features, in}, op, "out_weight");
+  if (has_bias) check_shape(db, {out_features}, op, "out_bias");
+  check_disjoint(dw, dy, op, "out_weight", "grad_output");
+  check_disjoint(dw, x, op, "out_weight", "x");
+  if (has_bias) {
+    check_disjoint(db, dy, op, "out_bias", "grad_output");
+    check_disjoint(db, x, op, "out_bias", "x");
+    check_disjoint(db, dw, op, "out_bias", "out_weight");
+  }
+
+  dispatch_float(dy.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    cpu::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
+                                   has_bias ? db.ptr<T>() : nullptr, rows, in, out_features);
+  });
+}
+
+}  // namespace
+
+void bind_matmul(py::module_& m) {
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false,
+        "out = op(a) @ op(b) for 2-D or 3-D (batched) contiguous arrays; a 2-D operand is "
+        "broadcast over the other's batch. out must not share memory with a or b.");
+  m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("out"), "out (rows, out) = x (rows, in) @ weight (out, in)^T + bias (out) or None.");
+  m.def("linear_backward_input", &linear_backward_input, py::arg("grad_output"), py::arg("weight"),
+        py::arg("out"), "out (rows, in) = grad_output (rows, out) @ weight (out, in).");
+  m.def("linear_backward_weight", &linear_backward_weight, py::arg("grad_output"), py::arg("x"),
+        py::arg("out_weight"), py::arg("out_bias"),
+        "out_weight (out, in) = grad_output^T @ x; out_bias (out) = column sums of grad_output "
+        "(skipped when None).");
+}
+
+}  // namespace ranvier::binding
