@@ -9,4 +9,6 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_cuda(m);
   ranvier::binding::bind_activations(m);
   ranvier::binding::bind_matmul(m);
+  ranvier::binding::bind_softmax(m);
+  ranvier::binding::bind_losses(m);
 }

@@ -1,0 +1,327 @@
+// Loss functions on the CPU, forward and backward, with PyTorch's reductions.
+//
+// Reductions are deterministic: the elements are cut into blocks of a fixed size (which
+// depends on the problem only, never on the number of threads), each block is summed in
+// double by whichever thread gets it, and the block sums are added in block order on one
+// thread. The result is therefore the same run to run and for any number of threads.
+#include "ranvier/losses.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include "parallel.h"
+#include "ranvier/activation_math.h"
+#include "ranvier/math.h"
+
+namespace ranvier::cpu {
+
+namespace {
+
+using Accum = double;
+
+// Elements per reduction block: big enough that the block sums are few, small enough that
+// a large loss still splits over all threads.
+constexpr int64_t kReduceBlock = 8192;
+
+// Sums K quantities over items [0, n): block_sums(begin, end, acc) adds the contributions of
+// items [begin, end) into acc[0..K). Items are grouped in fixed blocks of `block` items.
+template <int K, typename BlockSums>
+std::array<Accum, K> deterministic_sums(int64_t n, int64_t block, int64_t cost_per_item,
+                                        BlockSums&& block_sums) {
+  std::array<Accum, K> total{};
+  if (n <= 0) return total;
+  block = std::max<int64_t>(block, 1);
+  const int64_t blocks = (n + block - 1) / block;
+  std::vector<std::array<Accum, K>> partial(static_cast<size_t>(blocks));
+  parallel_for(blocks, block * cost_per_item, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      std::array<Accum, K> acc{};
+      block_sums(b * block, std::min(n, (b + 1) * block), acc.data());
+      partial[static_cast<size_t>(b)] = acc;
+    }
+  });
+  for (const auto& p : partial) {
+    for (int k = 0; k < K; ++k) total[k] += p[k];
+  }
+  return total;
+}
+
+// Writes loss(i) into out (None) or its reduction into out[0]. `loss(i)` returns Accum.
+template <typename T, typename Loss>
+void reduce_elementwise_loss(T* out, int64_t n, Reduction reduction, int64_t cost, Loss&& loss) {
+  if (reduction == Reduction::None) {
+    parallel_for(n, cost, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<T>(loss(i));
+    });
+    return;
+  }
+  const auto sums = deterministic_sums<1>(n, kReduceBlock, cost, [&](int64_t begin, int64_t end, Accum* acc) {
+    Accum s = 0;
+    for (int64_t i = begin; i < end; ++i) s += loss(i);
+    acc[0] += s;
+  });
+  // Mean over no elements is 0/0 = NaN, as PyTorch.
+  const Accum value = reduction == Reduction::Mean ? sums[0] / static_cast<Accum>(n) : sums[0];
+  out[0] = static_cast<T>(value);
+}
+
+// The factor every element's gradient is multiplied by: dout[i] (None), dout[0] / n (Mean)
+// or dout[0] (Sum).
+template <typename T>
+struct GradScale {
+  const T* dout;
+  Reduction reduction;
+  T scalar;
+  GradScale(const T* dout_, int64_t n, Reduction reduction_) : dout(dout_), reduction(reduction_) {
+    scalar = reduction == Reduction::None ? T(0)
+             : reduction == Reduction::Mean ? static_cast<T>(static_cast<Accum>(dout[0]) / static_cast<Accum>(n))
+                                            : dout[0];
+  }
+  T operator[](int64_t i) const { return reduction == Reduction::None ? dout[i] : scalar; }
+};
+
+// PyTorch clamps log(p) and log(1 - p) at -100 in binary_cross_entropy, so that p = 0 or 1
+// gives a large finite loss instead of inf.
+constexpr Accum kBceLogFloor = -100.0;
+// ... and bounds the denominator p * (1 - p) of its gradient from below by this.
+constexpr Accum kBceGradEpsilon = 1e-12;
+
+// softplus(-z) = log(1 + exp(-z)) = log1p(exp(-|z|)) + max(-z, 0), without overflow.
+template <typename T>
+inline T softplus_neg(T z) {
+  return math_log1p(math_exp(-math_abs(z))) + std::max(-z, T(0));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// mse: pred, target, (dout, dpred) (n); out (n) or (1)
+
+template <typename T>
+void mse_loss_forward(const T* pred, const T* target, T* out, int64_t n, Reduction reduction) {
+  reduce_elementwise_loss(out, n, reduction, 2, [&](int64_t i) {
+    const Accum d = static_cast<Accum>(pred[i]) - static_cast<Accum>(target[i]);
+    return d * d;
+  });
+}
+
+template <typename T>
+void mse_loss_backward(const T* pred, const T* target, const T* dout, T* dpred, int64_t n,
+                       Reduction reduction) {
+  const GradScale<T> scale(dout, n, reduction);
+  parallel_for(n, 2, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dpred[i] = T(2) * (pred[i] - target[i]) * scale[i];
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// bce on probabilities: prob, target, weight (may be null), (dout, dprob) (n); out (n) or (1)
+
+template <typename T>
+void bce_loss_forward(const T* prob, const T* target, const T* weight, T* out, int64_t n,
+                      Reduction reduction) {
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
+    const Accum p = prob[i];
+    const Accum t = target[i];
+    const Accum log_p = std::max(std::log(p), kBceLogFloor);
+    const Accum log_1mp = std::max(std::log1p(-p), kBceLogFloor);
+    const Accum loss = -(t * log_p + (Accum(1) - t) * log_1mp);
+    return weight ? static_cast<Accum>(weight[i]) * loss : loss;
+  });
+}
+
+template <typename T>
+void bce_loss_backward(const T* prob, const T* target, const T* weight, const T* dout, T* dprob,
+                       int64_t n, Reduction reduction) {
+  const GradScale<T> scale(dout, n, reduction);
+  parallel_for(n, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      // d/dp = (p - t) / (p (1 - p)), the denominator bounded below as PyTorch does.
+      const Accum p = prob[i];
+      const Accum grad = (p - static_cast<Accum>(target[i])) / std::max(p * (Accum(1) - p), kBceGradEpsilon);
+      const Accum w = weight ? static_cast<Accum>(weight[i]) : Accum(1);
+      dprob[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// bce on logits: logits, target, weight (may be null), (dout, dlogits) (n);
+// pos_weight (classes) (may be null), element i uses pos_weight[i % classes]; out (n) or (1)
+
+template <typename T>
+void bce_with_logits_forward(const T* logits, const T* target, const T* weight, const T* pos_weight,
+                             T* out, int64_t n, int64_t classes, Reduction reduction) {
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
+    const Accum z = logits[i];
+    const Accum t = target[i];
+    // loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z); with pw = 1 this is the familiar
+    // max(z, 0) - z t + log1p(exp(-|z|)).
+    const Accum log_weight = pos_weight ? Accum(1) + (static_cast<Accum>(pos_weight[i % classes]) - Accum(1)) * t
+                                        : Accum(1);
+    const Accum loss = (Accum(1) - t) * z + log_weight * softplus_neg(z);
+    return weight ? static_cast<Accum>(weight[i]) * loss : loss;
+  });
+}
+
+template <typename T>
+void bce_with_logits_backward(const T* logits, const T* target, const T* weight, const T* pos_weight,
+                              const T* dout, T* dlogits, int64_t n, int64_t classes,
+                              Reduction reduction) {
+  const GradScale<T> scale(dout, n, reduction);
+  parallel_for(n, 20, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      // d/dz = (1 + (pw - 1) t) sigmoid(z) - pw t; with pw = 1: sigmoid(z) - t.
+      const Accum t = target[i];
+      const Accum pw = pos_weight ? static_cast<Accum>(pos_weight[i % classes]) : Accum(1);
+      const Accum s = stable_sigmoid(static_cast<Accum>(logits[i]));
+      const Accum grad = (Accum(1) + (pw - Accum(1)) * t) * s - pw * t;
+      const Accum w = weight ? static_cast<Accum>(weight[i]) : Accum(1);
+      dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// cross-entropy: logits, dlogits (rows, classes); target (rows) int64; class_weight (classes)
+// (may be null); out (rows) or (1); dout (rows) or (1)
+
+namespace {
+
+// max and log(sum exp(z - max)) of one row of logits.
+template <typename T>
+struct RowLogSumExp {
+  T max;
+  Accum log_sum;  // log(sum exp(z - max))
+};
+
+template <typename T>
+RowLogSumExp<T> row_log_sum_exp(const T* z, int64_t classes) {
+  T row_max = z[0];
+  for (int64_t c = 1; c < classes; ++c) {
+    if (z[c] > row_max || std::isnan(z[c])) row_max = z[c];
+  }
+  Accum sum = 0;
+  for (int64_t c = 0; c < classes; ++c) sum += static_cast<Accum>(math_exp(z[c] - row_max));
+  return {row_max, std::log(sum)};
+}
+
+// Weighted loss of one non-ignored row: w[t] * (log(sum exp z) - z[t]).
+template <typename T>
+Accum cross_entropy_row(const T* z, int64_t classes, int64_t t, Accum w) {
+  const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
+  return w * ((static_cast<Accum>(lse.max) - static_cast<Accum>(z[t])) + lse.log_sum);
+}
+
+template <typename T>
+Accum class_weight_of(const T* class_weight, int64_t t) {
+  return class_weight ? static_cast<Accum>(class_weight[t]) : Accum(1);
+}
+
+// Sum of the weights of the rows that are not ignored: the divisor of the mean.
+template <typename T>
+Accum cross_entropy_mean_divisor(const int64_t* target, const T* class_weight, int64_t rows,
+                                 int64_t ignore_index) {
+  const auto sums = deterministic_sums<1>(rows, kReduceBlock, 1, [&](int64_t begin, int64_t end, Accum* acc) {
+    Accum s = 0;
+    for (int64_t r = begin; r < end; ++r) {
+      if (target[r] != ignore_index) s += class_weight_of(class_weight, target[r]);
+    }
+    acc[0] += s;
+  });
+  return sums[0];
+}
+
+}  // namespace
+
+template <typename T>
+void cross_entropy_forward(const T* logits, const int64_t* target, const T* class_weight, T* out,
+                           int64_t rows, int64_t classes, int64_t ignore_index, Reduction reduction) {
+  const int64_t cost = classes * 24;
+  if (reduction == Reduction::None) {
+    parallel_for(rows, cost, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t t = target[r];
+        out[r] = t == ignore_index ? T(0)
+                                   : static_cast<T>(cross_entropy_row(logits + r * classes, classes, t,
+                                                                      class_weight_of(class_weight, t)));
+      }
+    });
+    return;
+  }
+  // A block holds about kReduceBlock logits; its size depends on `classes` only.
+  const int64_t rows_per_block = std::max<int64_t>(1, kReduceBlock / std::max<int64_t>(classes, 1));
+  // sums[0]: the summed weighted losses; sums[1]: the summed weights of non-ignored rows.
+  const auto sums = deterministic_sums<2>(rows, rows_per_block, cost, [&](int64_t begin, int64_t end, Accum* acc) {
+    Accum loss = 0, weight = 0;
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t t = target[r];
+      if (t == ignore_index) continue;
+      const Accum w = class_weight_of(class_weight, t);
+      loss += cross_entropy_row(logits + r * classes, classes, t, w);
+      weight += w;
+    }
+    acc[0] += loss;
+    acc[1] += weight;
+  });
+  // All rows ignored (or no rows): 0 / 0 = NaN, as PyTorch.
+  out[0] = static_cast<T>(reduction == Reduction::Mean ? sums[0] / sums[1] : sums[0]);
+}
+
+template <typename T>
+void cross_entropy_backward(const T* logits, const int64_t* target, const T* class_weight,
+                            const T* dout, T* dlogits, int64_t rows, int64_t classes,
+                            int64_t ignore_index, Reduction reduction) {
+  Accum reduced_scale = 0;
+  if (reduction == Reduction::Mean) {
+    reduced_scale = static_cast<Accum>(dout[0]) /
+                    cross_entropy_mean_divisor(target, class_weight, rows, ignore_index);
+  } else if (reduction == Reduction::Sum) {
+    reduced_scale = static_cast<Accum>(dout[0]);
+  }
+  parallel_for(rows, classes * 24, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* z = logits + r * classes;
+      T* dz = dlogits + r * classes;
+      const int64_t t = target[r];
+      if (t == ignore_index) {
+        std::fill(dz, dz + classes, T(0));
+        continue;
+      }
+      // d loss_r / d z_c = w[t] * (softmax(z)_c - [c == t])
+      const Accum g = class_weight_of(class_weight, t) *
+                      (reduction == Reduction::None ? static_cast<Accum>(dout[r]) : reduced_scale);
+      const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
+      for (int64_t c = 0; c < classes; ++c) {
+        const Accum p = std::exp(static_cast<Accum>(z[c] - lse.max) - lse.log_sum);
+        dz[c] = static_cast<T>(g * (c == t ? p - Accum(1) : p));
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+
+#define RANVIER_INSTANTIATE_LOSSES(T)                                                              \
+  template void mse_loss_forward<T>(const T*, const T*, T*, int64_t, Reduction);                  \
+  template void mse_loss_backward<T>(const T*, const T*, const T*, T*, int64_t, Reduction);       \
+  template void bce_loss_forward<T>(const T*, const T*, const T*, T*, int64_t, Reduction);        \
+  template void bce_loss_backward<T>(const T*, const T*, const T*, const T*, T*, int64_t,         \
+                                     Reduction);                                                  \
+  template void bce_with_logits_forward<T>(const T*, const T*, const T*, const T*, T*, int64_t,   \
+                                           int64_t, Reduction);                                   \
+  template void bce_with_logits_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, \
+                                            int64_t, int64_t, Reduction);                         \
+  template void cross_entropy_forward<T>(const T*, const int64_t*, const T*, T*, int64_t, int64_t, \
+                                         int64_t, Reduction);                                     \
+  template void cross_entropy_backward<T>(const T*, const int64_t*, const T*, const T*, T*,       \
+                                          int64_t, int64_t, int64_t, Reduction);
+
+RANVIER_INSTANTIATE_LOSSES(float)
+RANVIER_INSTANTIATE_LOSSES(double)
+
+#undef RANVIER_INSTANTIATE_LOSSES
+
+}  // namespace ranvier::cpu
