@@ -11,4 +11,6 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_matmul(m);
   ranvier::binding::bind_softmax(m);
   ranvier::binding::bind_losses(m);
+  ranvier::binding::bind_dropout(m);
+  ranvier::binding::bind_optim(m);
 }

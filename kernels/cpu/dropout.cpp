@@ -1,0 +1,76 @@
+// Dropout and uniform random numbers on the CPU, from the counter-based Philox stream.
+//
+// Element i of a call with (seed, offset) uses global index g = offset + i of the stream:
+// Philox block g / 4, lane g % 4. A block's four numbers depend on (seed, block) only, so
+// each thread draws its own blocks and the result is independent of the thread count.
+#include "ranvier/dropout.h"
+
+#include "parallel.h"
+#include "ranvier/random.h"
+
+namespace ranvier::cpu {
+
+namespace {
+
+// Calls visit(i, u) for every element i in [0, n) with its uniform number u, generating
+// each Philox block once. Work is split over blocks: one block costs ~10 rounds of two
+// 32x32 multiplies, about as much as ~16 elementwise operations per element.
+template <typename Visit>
+void for_each_uniform(int64_t n, uint64_t seed, uint64_t offset, Visit&& visit) {
+  if (n <= 0) return;
+  const uint64_t first_block = offset / 4;
+  const uint64_t last_block = (offset + static_cast<uint64_t>(n) - 1) / 4;  // inclusive
+  const int64_t blocks = static_cast<int64_t>(last_block - first_block) + 1;
+  parallel_for(blocks, 64, [&](int64_t block_begin, int64_t block_end) {
+    float u[4];
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const uint64_t block = first_block + static_cast<uint64_t>(b);
+      uniform4(seed, block, u);
+      for (int lane = 0; lane < 4; ++lane) {
+        // Global index of this lane, and the element of this call it belongs to (if any).
+        const uint64_t global = block * 4 + static_cast<uint64_t>(lane);
+        const uint64_t i = global - offset;  // wraps to a huge value for global < offset
+        if (i < static_cast<uint64_t>(n)) visit(static_cast<int64_t>(i), u[lane]);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// x, y, mask (n); y may be x itself.
+template <typename T>
+void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t seed, uint64_t offset) {
+  // As PyTorch: a kept element is multiplied by 1 / (1 - p), a dropped one by 0 (so that a
+  // NaN in x stays visible).
+  const T scale = T(1) / (T(1) - p);
+  for_each_uniform(n, seed, offset, [&](int64_t i, float u) {
+    const bool keep = static_cast<T>(u) >= p;
+    mask[i] = keep ? uint8_t{1} : uint8_t{0};
+    y[i] = x[i] * (keep ? scale : T(0));
+  });
+}
+
+// dy, mask, dx (n); dx may be dy itself.
+template <typename T>
+void dropout_backward(const T* dy, const uint8_t* mask, T* dx, int64_t n, T p) {
+  const T scale = T(1) / (T(1) - p);
+  parallel_for(n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+  });
+}
+
+// out (n)
+template <typename T>
+void uniform_fill(T* out, int64_t n, uint64_t seed, uint64_t offset) {
+  for_each_uniform(n, seed, offset, [&](int64_t i, float u) { out[i] = static_cast<T>(u); });
+}
+
+template void dropout_forward<float>(const float*, float*, uint8_t*, int64_t, float, uint64_t, uint64_t);
+template void dropout_forward<double>(const double*, double*, uint8_t*, int64_t, double, uint64_t, uint64_t);
+template void dropout_backward<float>(const float*, const uint8_t*, float*, int64_t, float);
+template void dropout_backward<double>(const double*, const uint8_t*, double*, int64_t, double);
+template void uniform_fill<float>(float*, int64_t, uint64_t, uint64_t);
+template void uniform_fill<double>(double*, int64_t, uint64_t, uint64_t);
+
+}  // namespace ranvier::cpu
