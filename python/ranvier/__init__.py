@@ -2,5 +2,6 @@
 
 from . import _C, cuda, ops
 from .random import manual_seed
+from .serialization import load, load_metadata, save
 
 __version__ = "0.1.0"
