@@ -1,7 +1,25 @@
 """ranvier: deep learning for biologists on hand-written C++ and CUDA kernels."""
 
+import numpy as _np
+
 from . import _C, cuda, ops
 from .random import manual_seed
 from .serialization import load, load_metadata, save
+from . import autograd
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor import (Tensor, arange, empty, from_numpy, full, ones, ones_like, rand, randn, tensor,
+                     zeros, zeros_like)
+from . import nn
+
+# dtypes, as PyTorch spells them (they are NumPy dtypes: tensor.dtype == ranvier.float32)
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+int32 = _np.dtype(_np.int32)
+int64 = _np.dtype(_np.int64)
+uint8 = _np.dtype(_np.uint8)
+bool = _np.dtype(_np.bool_)  # noqa: A001 (shadows the builtin inside this module only, as torch.bool)
+float = float32  # noqa: A001
+double = float64
+long = int64
 
 __version__ = "0.1.0"

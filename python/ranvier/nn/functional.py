@@ -1,0 +1,386 @@
+"""Layers and losses as functions of Tensors, with PyTorch's names and arguments.
+
+Each function is one autograd Function whose forward calls a ranvier.ops kernel and whose
+backward calls the matching ``ops.*_backward`` kernel. Targets, class weights and masks are
+not differentiated (except the target of ``mse_loss``, whose gradient is minus the input's).
+
+Example:
+    >>> import ranvier
+    >>> import ranvier.nn.functional as F
+    >>> x = ranvier.randn(4, 3, requires_grad=True)
+    >>> loss = F.cross_entropy(x, ranvier.tensor([0, 2, 1, 2]))
+    >>> loss.backward()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .._arrays import array_module
+from ..autograd import Function
+from ..random import default_generator
+from ..tensor import Tensor
+
+__all__ = ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax",
+           "dropout", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "cross_entropy"]
+
+
+def _data(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _check_tensor(op, name, value):
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{op}: {name} must be a ranvier Tensor, got {type(value).__name__}")
+
+
+# --- linear ------------------------------------------------------------------------------
+
+class _Linear(Function):
+    # x (..., in), weight (out, in), bias (out) or None -> (..., out)
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return ops.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_arrays
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = ops.linear_backward_input(grad, weight) if need_x else None
+        grad_w = grad_b = None
+        if need_w or need_b:
+            grad_w, grad_b = ops.linear_backward_weight(grad, x, bias=ctx.has_bias)
+        return grad_x, (grad_w if need_w else None), (grad_b if need_b else None)
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = input @ weight.T + bias.
+
+    Shape: input (*, in_features), weight (out_features, in_features), bias (out_features)
+    -> (*, out_features).
+    """
+    _check_tensor("linear", "input", input)
+    return _Linear.apply(input, weight, bias)
+
+
+# --- activations -------------------------------------------------------------------------
+
+class _FromInput(Function):
+    """An activation whose backward kernel takes the forward input x (relu, leaky_relu, gelu)."""
+
+    @staticmethod
+    def forward(ctx, x, forward, backward, options):
+        ctx.save_for_backward(x)
+        ctx.backward_kernel, ctx.options = backward, options
+        return forward(x, **options)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return ctx.backward_kernel(x, grad, **ctx.options), None, None, None
+
+
+class _FromOutput(Function):
+    """An activation whose backward kernel takes the forward output y (sigmoid, tanh)."""
+
+    @staticmethod
+    def forward(ctx, x, forward, backward):
+        y = forward(x)
+        ctx.save_for_backward(y)
+        ctx.backward_kernel = backward
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return ctx.backward_kernel(y, grad), None, None
+
+
+def relu(input: Tensor) -> Tensor:
+    """max(input, 0) elementwise. Shape: any."""
+    _check_tensor("relu", "input", input)
+    return _FromInput.apply(input, ops.relu, ops.relu_backward, {})
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """input where input >= 0, negative_slope * input elsewhere. Shape: any."""
+    _check_tensor("leaky_relu", "input", input)
+    return _FromInput.apply(input, ops.leaky_relu, ops.leaky_relu_backward,
+                            {"negative_slope": float(negative_slope)})
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """input * Phi(input), or the tanh approximation with approximate='tanh'. Shape: any."""
+    _check_tensor("gelu", "input", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _FromInput.apply(input, ops.gelu, ops.gelu_backward, {"approximate": approximate})
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + exp(-input)) elementwise. Shape: any."""
+    _check_tensor("sigmoid", "input", input)
+    return _FromOutput.apply(input, ops.sigmoid, ops.sigmoid_backward)
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent elementwise. Shape: any."""
+    _check_tensor("tanh", "input", input)
+    return _FromOutput.apply(input, ops.tanh, ops.tanh_backward)
+
+
+class _Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, axis, log):
+        y = (ops.log_softmax if log else ops.softmax)(x, axis=axis)
+        ctx.save_for_backward(y)
+        ctx.axis, ctx.log = axis, log
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        kernel = ops.log_softmax_backward if ctx.log else ops.softmax_backward
+        return kernel(y, grad, axis=ctx.axis), None, None
+
+
+def _softmax_axis(op, input, dim):
+    _check_tensor(op, "input", input)
+    if dim is None:
+        raise TypeError(f"{op}: dim must be given (the axis that sums to one), e.g. "
+                        f"{op}(x, dim=-1)")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    rank = max(input.ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"{op}: dim {dim} is out of range for input of shape {input.shape}")
+    return int(dim) % rank if input.ndim else -1
+
+
+def softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """exp(input) / sum(exp(input)) along `dim`. Shape: any; the output has the input's shape."""
+    axis = _softmax_axis("softmax", input, dim)
+    if input.ndim == 0:
+        return _Softmax.apply(input.reshape(1), axis, False).reshape(())
+    return _Softmax.apply(input, axis, False)
+
+
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """log(softmax(input, dim)), computed stably. Shape: any."""
+    axis = _softmax_axis("log_softmax", input, dim)
+    if input.ndim == 0:
+        return _Softmax.apply(input.reshape(1), axis, True).reshape(())
+    return _Softmax.apply(input, axis, True)
+
+
+# --- dropout -----------------------------------------------------------------------------
+
+class _Dropout(Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        seed, offset = default_generator.philox_offset(x.size)
+        y, mask = ops.dropout(x, p, seed, offset)
+        ctx.save_for_backward(mask)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_arrays
+        return ops.dropout_backward(grad, mask, ctx.p), None
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p), when training.
+
+    The mask comes from ranvier's default generator (ranvier.manual_seed makes it
+    reproducible). With training=False (or p=0) the input is returned unchanged.
+    Shape: any.
+    """
+    _check_tensor("dropout", "input", input)
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # also rejects NaN
+        raise ValueError(f"dropout: probability p must be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    return _Dropout.apply(input, p)
+
+
+# --- losses ------------------------------------------------------------------------------
+
+def _check_reduction(op, reduction):
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_same_shape(op, input, target):
+    target_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+    if tuple(input.shape) != target_shape:
+        raise ValueError(f"{op}: input has shape {tuple(input.shape)} but target has shape "
+                         f"{target_shape}; they must match")
+
+
+class _MSELoss(Function):
+    @staticmethod
+    def forward(ctx, pred, target, reduction):
+        ctx.save_for_backward(pred, target)
+        ctx.reduction = reduction
+        return ops.mse_loss(pred, target, reduction=reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pred, target = ctx.saved_arrays
+        grad_pred = ops.mse_loss_backward(pred, target, grad, reduction=ctx.reduction)
+        # (pred - target)^2 is symmetric: the target's gradient is minus the prediction's.
+        grad_target = -grad_pred if ctx.needs_input_grad[1] else None
+        return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, None
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean squared error (input - target)^2, reduced by 'mean' (default), 'sum' or 'none'.
+
+    Shape: input and target of the same shape; the result is a scalar, or input's shape
+    for reduction='none'. Both input and target may require grad.
+    """
+    _check_tensor("mse_loss", "input", input)
+    _check_reduction("mse_loss", reduction)
+    _check_same_shape("mse_loss", input, target)
+    return _MSELoss.apply(input, target, reduction)
+
+
+class _BCELoss(Function):
+    @staticmethod
+    def forward(ctx, prob, target, weight, reduction):
+        ctx.save_for_backward(prob, target, weight)
+        ctx.reduction = reduction
+        return ops.binary_cross_entropy(prob, target, weight=weight, reduction=reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        prob, target, weight = ctx.saved_arrays
+        grad_prob = ops.binary_cross_entropy_backward(prob, target, grad, weight=weight,
+                                                      reduction=ctx.reduction)
+        return grad_prob, None, None, None
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean") -> Tensor:
+    """-weight * (target * log(input) + (1 - target) * log(1 - input)) on probabilities.
+
+    Shape: input (probabilities in [0, 1]) and target of the same shape; weight broadcast
+    to it. The target is not differentiated.
+    """
+    _check_tensor("binary_cross_entropy", "input", input)
+    _check_reduction("binary_cross_entropy", reduction)
+    _check_same_shape("binary_cross_entropy", input, _data(target))
+    return _BCELoss.apply(input, _data(target),
+                          _weight_array("binary_cross_entropy", weight, input), reduction)
+
+
+def _weight_array(op, weight, input):
+    """Per-element weights broadcast to the input's shape (the kernels take one per element)."""
+    if weight is None:
+        return None
+    weight = _data(weight)
+    if not hasattr(weight, "shape"):
+        weight = np.asarray(weight)
+    if tuple(weight.shape) != tuple(input.shape):
+        try:
+            weight = array_module(weight).broadcast_to(weight, input.shape)
+        except ValueError:
+            raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} cannot be broadcast "
+                             f"to the input's shape {tuple(input.shape)}") from None
+    return weight
+
+
+class _BCEWithLogitsLoss(Function):
+    @staticmethod
+    def forward(ctx, logits, target, weight, pos_weight, reduction):
+        ctx.save_for_backward(logits, target, weight, pos_weight)
+        ctx.reduction = reduction
+        return ops.binary_cross_entropy_with_logits(logits, target, weight=weight,
+                                                    pos_weight=pos_weight, reduction=reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target, weight, pos_weight = ctx.saved_arrays
+        grad_logits = ops.binary_cross_entropy_with_logits_backward(
+            logits, target, grad, weight=weight, pos_weight=pos_weight, reduction=ctx.reduction)
+        return grad_logits, None, None, None, None
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None,
+                                     reduction: str = "mean", pos_weight=None) -> Tensor:
+    """Binary cross-entropy on logits (sigmoid folded in, stable for large |input|).
+
+    Shape: input (logits) and target of the same shape; weight broadcast to it; pos_weight
+    (C,) weights the positive term of each class along the last axis.
+    """
+    _check_tensor("binary_cross_entropy_with_logits", "input", input)
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    _check_same_shape("binary_cross_entropy_with_logits", input, _data(target))
+    return _BCEWithLogitsLoss.apply(
+        input, _data(target), _weight_array("binary_cross_entropy_with_logits", weight, input),
+        _data(pos_weight), reduction)
+
+
+class _CrossEntropyLoss(Function):
+    # logits (N, C) and class targets (N,): the kernels' layout. cross_entropy() moves the
+    # class axis of other layouts last and flattens before calling this.
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, reduction):
+        ctx.save_for_backward(logits, target, weight)
+        ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        return ops.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                                 reduction=reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target, weight = ctx.saved_arrays
+        grad_logits = ops.cross_entropy_backward(logits, target, grad, weight=weight,
+                                                 ignore_index=ctx.ignore_index,
+                                                 reduction=ctx.reduction)
+        return grad_logits, None, None, None, None
+
+
+def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100,
+                  reduction: str = "mean") -> Tensor:
+    """Cross-entropy between logits and integer class targets (log_softmax + NLL in one).
+
+    Shape: input (N, C) with target (N,); or (N, C, d1, ...) with target (N, d1, ...)
+    (the class axis is axis 1, as PyTorch); or unbatched (C,) with a 0-d target. The
+    result is a scalar, or target's shape for reduction='none'. weight (C,) rescales each
+    class; targets equal to ignore_index count for nothing. The mean divides by the sum of
+    the targets' weights.
+    """
+    op = "cross_entropy"
+    _check_tensor(op, "input", input)
+    _check_reduction(op, reduction)
+    target = _data(target)
+    if not hasattr(target, "shape"):
+        target = np.asarray(target)
+    if np.dtype(target.dtype).kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype "
+                        f"{target.dtype}; probability targets are not supported")
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class axis, got a 0-d tensor")
+    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{op}: input of shape {input.shape} needs a target of shape "
+                         f"{expected}, got {tuple(target.shape)}")
+    classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    # (N, C, d1, ...) -> (N * d1 * ..., C); (C,) -> (1, C)
+    if input.ndim == 1:
+        logits = input.reshape(1, classes)
+    elif input.ndim == 2:
+        logits = input
+    else:
+        logits = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
+    loss = _CrossEntropyLoss.apply(logits, target.reshape(-1), _data(weight), int(ignore_index),
+                                   reduction)
+    if reduction == "none":
+        loss = loss.reshape(target.shape)
+    return loss
