@@ -30,24 +30,24 @@ void require_cpu(const ArrayView& a, const char* op, const char* name) {
 // An optional array argument (None allowed).
 bool present(py::handle obj) { return !obj.is_none(); }
 
-// The index of flat element `flat` in an array of `shape`, written like NumPy: "(1, 2)".
+// The index of flat element `flat` in an array of `shape`, written as NumPy indexes: "[1, 2]".
 std::string index_str(const std::vector<int64_t>& shape, int64_t flat) {
+  if (shape.empty()) return "[()]";
   std::vector<int64_t> index(shape.size());
   for (size_t k = shape.size(); k-- > 0;) {
     index[k] = shape[k] > 0 ? flat % shape[k] : 0;
     flat = shape[k] > 0 ? flat / shape[k] : 0;
   }
   std::ostringstream s;
-  s << "(";
+  s << "[";
   for (size_t k = 0; k < index.size(); ++k) s << (k ? ", " : "") << index[k];
-  if (index.size() == 1) s << ",";
-  s << ")";
+  s << "]";
   return s.str();
 }
 
 std::string value_str(double v) {
   std::ostringstream s;
-  s.precision(17);
+  s.precision(9);
   s << v;
   return s.str();
 }

@@ -213,3 +213,12 @@ def test_not_an_array():
         ops.sigmoid("hello")
     with pytest.raises(TypeError):
         ops.sigmoid(object())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_dimensional_input_keeps_its_shape(name):
+    forward, backward, reference, _, _ = forward_case(name)
+    y = forward(np.float64(0.75))
+    assert y.shape == ()
+    np.testing.assert_allclose(y, reference(np.float64(0.75)), **tol(np.float64))
+    assert backward(np.float64(0.75), np.float64(1.0)).shape == ()

@@ -59,6 +59,12 @@ def _as_array(a, xp, op: str, name: str):
     return a
 
 
+def contiguous(xp, a, dtype=None):
+    """`a` as a C-contiguous array of `dtype`, copied only if needed. Unlike
+    ascontiguousarray this keeps 0-d arrays 0-d."""
+    return xp.asarray(a, dtype=dtype, order="C")
+
+
 def check_float_dtype(dtype, op: str, name: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in _FLOAT_DTYPES:
@@ -82,7 +88,7 @@ def float_inputs(op: str, **arrays):
     for name in arrays:
         a = converted.get(name)
         if a is not None:
-            a = xp.ascontiguousarray(a, dtype=dtype)
+            a = contiguous(xp, a, dtype)
         out.append(a)
     return xp, np.dtype(dtype), out
 
@@ -92,7 +98,7 @@ def index_input(op: str, name: str, a, xp):
     a = _as_array(a, xp, op, name)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} must hold integer class indices, got dtype {a.dtype}")
-    return xp.ascontiguousarray(a, dtype=np.int64)
+    return contiguous(xp, a, np.int64)
 
 
 def output(xp, shape, dtype, out, op: str):
