@@ -10,6 +10,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import (Tensor, arange, empty, from_numpy, full, ones, ones_like, rand, randn, tensor,
                      zeros, zeros_like)
 from . import nn
+from .serialization import load, load_metadata, save
 
 # dtypes, as PyTorch spells them (they are NumPy dtypes: tensor.dtype == ranvier.float32)
 float32 = _np.dtype(_np.float32)
