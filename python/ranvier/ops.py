@@ -21,9 +21,8 @@ import operator
 import numpy as np
 
 from . import _C
-from ._arrays import float_inputs, output
-from ._arrays import _as_array, array_module, check_float_dtype, is_cuda_array  # dropout, optimizer updates
 from ._arrays import contiguous, float_inputs, index_input, output
+from ._arrays import _as_array, array_module, check_float_dtype, is_cuda_array  # dropout, optimizer updates
 
 # --- activations -------------------------------------------------------------------------
 # The backward of relu, leaky_relu and gelu takes the forward input x; the backward of
@@ -269,204 +268,8 @@ def linear_backward_weight(grad_output, x, bias=True):
     _C.linear_backward_weight(_rows(grad_output, out_features), _rows(x, in_features),
                               grad_weight, grad_bias)
     return grad_weight, grad_bias
-# --- dropout and random numbers -------------------------------------------------------------
-# Random numbers come from the counter-based Philox4x32-10 stream `seed`: element i of a
-# call with `offset` is number offset + i of the stream, so a call is reproducible from
-# (seed, offset) alone. Take both from ranvier.random.default_generator.philox_offset(n),
-# which reserves the n numbers so that the next call draws fresh ones.
-
-_STREAM_END = 1 << 64
 
 
-def _stream_position(op, seed, offset, n):
-    """seed and offset as Python ints, checked against the 64-bit counter range."""
-    for name, value in (("seed", seed), ("offset", offset)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{op}: {name} must be an integer, got {type(value).__name__}")
-    seed, offset = int(seed), int(offset)
-    if not 0 <= seed < _STREAM_END:
-        raise ValueError(f"{op}: seed must satisfy 0 <= seed < 2**64, got {seed}")
-    if offset < 0 or offset + n > _STREAM_END:
-        raise ValueError(f"{op}: offset must be >= 0 and offset + size <= 2**64, got offset {offset} "
-                         f"for {n} numbers")
-    return seed, offset
-
-
-def _dropout_probability(op, p):
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: p must be a number, got {type(p).__name__}") from None
-    if not 0.0 <= p <= 1.0:  # also rejects NaN
-        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
-    return p
-
-
-def dropout(x, p, seed, offset):
-    """Zero each element with probability p and scale the rest by 1 / (1 - p).
-
-    Element i is kept when number offset + i of Philox stream ``seed`` (uniform in [0, 1))
-    is >= p. p == 0 returns a copy of x and an all-ones mask; p == 1 returns zeros and an
-    all-zeros mask (no random numbers are drawn in either case).
-
-    Shape: x (any) -> y (same shape and dtype), mask (same shape, uint8: 1 kept, 0 dropped).
-    Returns (y, mask); pass mask and p to dropout_backward.
-    """
-    p = _dropout_probability("dropout", p)
-    xp, dtype, (x,) = float_inputs("dropout", x=x)
-    seed, offset = _stream_position("dropout", seed, offset, x.size)
-    if p == 0.0:
-        return x.copy(), xp.ones(x.shape, dtype=np.uint8)
-    if p == 1.0:
-        return xp.zeros(x.shape, dtype=dtype), xp.zeros(x.shape, dtype=np.uint8)
-    y = xp.empty(x.shape, dtype=dtype)
-    mask = xp.empty(x.shape, dtype=np.uint8)
-    _C.dropout_forward(x, y, mask, p, seed, offset)
-    return y, mask
-
-
-def dropout_backward(grad_output, mask, p):
-    """Gradient of dropout: grad_output * mask / (1 - p) (zeros when p == 1).
-
-    Shape: grad_output (any), mask (same shape, uint8 from dropout) -> grad_input (same shape).
-    """
-    op = "dropout_backward"
-    p = _dropout_probability(op, p)
-    xp, dtype, (grad_output,) = float_inputs(op, grad_output=grad_output)
-    mask = _as_array(mask, xp, op, "mask")
-    if mask.dtype != np.uint8:
-        raise TypeError(f"{op}: mask must have dtype uint8 (as returned by dropout), got {mask.dtype}")
-    if tuple(mask.shape) != tuple(grad_output.shape):
-        raise ValueError(f"{op}: mask has shape {tuple(mask.shape)} but grad_output has shape "
-                         f"{tuple(grad_output.shape)}")
-    if p == 1.0:
-        return xp.zeros(grad_output.shape, dtype=dtype)
-    mask = xp.ascontiguousarray(mask)
-    grad_input = xp.empty(grad_output.shape, dtype=dtype)
-    _C.dropout_backward(grad_output, mask, grad_input, p)
-    return grad_input
-
-
-def uniform(shape, seed, offset, dtype=np.float32):
-    """Uniform numbers in [0, 1): numbers offset .. offset + size - 1 of Philox stream ``seed``.
-
-    Each has 24 random bits (exact in float32 and float64). The same numbers decide
-    dropout's mask: dropout keeps element i when uniform(...)[i] >= p.
-
-    Shape: ``shape`` (int or tuple of ints) -> array of that shape and ``dtype``.
-    """
-    op = "uniform"
-    dtype = check_float_dtype(dtype, op, "dtype")
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
-        raise ValueError(f"{op}: shape must be non-negative integers, got {shape}")
-    shape = tuple(int(s) for s in shape)
-    out = np.empty(shape, dtype=dtype)
-    seed, offset = _stream_position(op, seed, offset, out.size)
-    _C.uniform_fill(out, seed, offset)
-    return out
-
-
-# --- optimizer updates ------------------------------------------------------------------------
-# One fused, in-place update of a parameter array and its optimizer state, with PyTorch's
-# single-tensor formulas (torch.optim.SGD, Adam, AdamW, RMSprop). param and the state
-# buffers are written in place, so they are never converted or copied: each must be a
-# C-contiguous, writable float32/float64 array of param's shape and dtype (else TypeError /
-# ValueError). grad is only read and is converted to param's dtype if needed. The functions
-# return None. ranvier.optim keeps the state and calls these once per parameter.
-
-
-def _in_place_arrays(op, param, grad, **state):
-    """Check param and the state buffers (never copied); return grad as param's dtype."""
-    xp = array_module(param, grad, *state.values())
-    for name, a in (("param", param), *state.items()):
-        if a is None:
-            continue
-        if not (isinstance(a, np.ndarray) or is_cuda_array(a)):
-            raise TypeError(f"{op}: {name} must be a NumPy or CuPy array (it is updated in place), "
-                            f"got {type(a).__name__}")
-        check_float_dtype(a.dtype, op, name)
-        if name != "param":
-            if a.dtype != param.dtype:
-                raise TypeError(f"{op}: {name} has dtype {a.dtype} but param has dtype {param.dtype}; "
-                                f"state buffers must have param's dtype")
-            if tuple(a.shape) != tuple(param.shape):
-                raise ValueError(f"{op}: {name} has shape {tuple(a.shape)} but param has shape "
-                                 f"{tuple(param.shape)}")
-        if not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} of shape {tuple(a.shape)} is not C-contiguous; it is "
-                             f"updated in place, so it cannot be copied")
-        if not getattr(a.flags, "writeable", True):
-            raise ValueError(f"{op}: {name} is read-only but it is updated in place")
-    grad = _as_array(grad, xp, op, "grad")
-    check_float_dtype(grad.dtype, op, "grad")
-    if tuple(grad.shape) != tuple(param.shape):
-        raise ValueError(f"{op}: grad has shape {tuple(grad.shape)} but param has shape {tuple(param.shape)}")
-    return xp.ascontiguousarray(grad, dtype=param.dtype)
-
-
-def _step_number(op, step):
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"{op}: step must be an integer, got {type(step).__name__}")
-    return int(step)
-
-
-def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-             nesterov=False, maximize=False, first_step=False):
-    """In place: one torch.optim.SGD update of param (and momentum_buffer).
-
-    g = grad (-grad if maximize) + weight_decay * param; with momentum != 0:
-    buf = g when first_step else momentum * buf + (1 - dampening) * g, and the direction is
-    g + momentum * buf (nesterov) or buf; param -= lr * direction.
-    momentum_buffer is required when momentum != 0 (its contents are ignored on first_step).
-
-    Shape: param, grad, momentum_buffer (any, all the same).
-    """
-    op = "sgd_step"
-    grad = _in_place_arrays(op, param, grad, momentum_buffer=momentum_buffer)
-    _C.sgd_step(param, grad, momentum_buffer, float(lr), float(momentum), float(dampening),
-                float(weight_decay), bool(nesterov), bool(maximize), bool(first_step))
-
-
-def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3, beta1=0.9,
-              beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-              maximize=False):
-    """In place: one torch.optim.Adam (or AdamW, decoupled_weight_decay=True) update.
-
-    step is the update's number counted from 1 (for bias correction). Adam adds
-    weight_decay * param to the gradient; AdamW multiplies param by 1 - lr * weight_decay.
-    m = lerp(m, g, 1 - beta1); v = beta2 * v + (1 - beta2) * g^2; with amsgrad,
-    max_exp_avg_sq = max(max_exp_avg_sq, v) replaces v (and is then required);
-    param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
-
-    Shape: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (any, all the same).
-    """
-    op = "adam_step"
-    step = _step_number(op, step)
-    grad = _in_place_arrays(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
-                            max_exp_avg_sq=max_exp_avg_sq)
-    _C.adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, float(lr), float(beta1), float(beta2),
-                 float(eps), float(weight_decay), step, bool(decoupled_weight_decay), bool(amsgrad),
-                 bool(maximize))
-
-
-def rmsprop_step(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *, lr=1e-2, alpha=0.99,
-                 eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
-    """In place: one torch.optim.RMSprop update.
-
-    g = grad (-grad if maximize) + weight_decay * param; square_avg = alpha * square_avg +
-    (1 - alpha) * g^2; avg = sqrt(square_avg - grad_avg^2) + eps when centered (grad_avg =
-    lerp(grad_avg, g, 1 - alpha) first; then grad_avg is required), else sqrt(square_avg) + eps;
-    momentum > 0: buf = momentum * buf + g / avg, param -= lr * buf (momentum_buffer required);
-    else param -= lr * g / avg.
-
-    Shape: param, grad, square_avg, momentum_buffer, grad_avg (any, all the same).
-    """
-    op = "rmsprop_step"
-    grad = _in_place_arrays(op, param, grad, square_avg=square_avg, momentum_buffer=momentum_buffer,
-                            grad_avg=grad_avg)
-    _C.rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, float(lr), float(alpha), float(eps),
-                    float(weight_decay), float(momentum), bool(centered), bool(maximize))
 # --- softmax -----------------------------------------------------------------------------
 # softmax and log_softmax along one axis. Their backward takes the forward OUTPUT y (both
 # derivatives are cheapest from it):
@@ -794,3 +597,203 @@ def cross_entropy_backward(logits, target, grad_output, weight=None, ignore_inde
         return drows.reshape(logits.shape)
     moved_shape = (logits.shape[0],) + tuple(logits.shape[2:]) + (logits.shape[1],)
     return contiguous(xp, xp.moveaxis(drows.reshape(moved_shape), -1, 1))
+
+
+# --- dropout and random numbers -------------------------------------------------------------
+# Random numbers come from the counter-based Philox4x32-10 stream `seed`: element i of a
+# call with `offset` is number offset + i of the stream, so a call is reproducible from
+# (seed, offset) alone. Take both from ranvier.random.default_generator.philox_offset(n),
+# which reserves the n numbers so that the next call draws fresh ones.
+
+_STREAM_END = 1 << 64
+
+
+def _stream_position(op, seed, offset, n):
+    """seed and offset as Python ints, checked against the 64-bit counter range."""
+    for name, value in (("seed", seed), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{op}: {name} must be an integer, got {type(value).__name__}")
+    seed, offset = int(seed), int(offset)
+    if not 0 <= seed < _STREAM_END:
+        raise ValueError(f"{op}: seed must satisfy 0 <= seed < 2**64, got {seed}")
+    if offset < 0 or offset + n > _STREAM_END:
+        raise ValueError(f"{op}: offset must be >= 0 and offset + size <= 2**64, got offset {offset} "
+                         f"for {n} numbers")
+    return seed, offset
+
+
+def _dropout_probability(op, p):
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: p must be a number, got {type(p).__name__}") from None
+    if not 0.0 <= p <= 1.0:  # also rejects NaN
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    return p
+
+
+def dropout(x, p, seed, offset):
+    """Zero each element with probability p and scale the rest by 1 / (1 - p).
+
+    Element i is kept when number offset + i of Philox stream ``seed`` (uniform in [0, 1))
+    is >= p. p == 0 returns a copy of x and an all-ones mask; p == 1 returns zeros and an
+    all-zeros mask (no random numbers are drawn in either case).
+
+    Shape: x (any) -> y (same shape and dtype), mask (same shape, uint8: 1 kept, 0 dropped).
+    Returns (y, mask); pass mask and p to dropout_backward.
+    """
+    p = _dropout_probability("dropout", p)
+    xp, dtype, (x,) = float_inputs("dropout", x=x)
+    seed, offset = _stream_position("dropout", seed, offset, x.size)
+    if p == 0.0:
+        return x.copy(), xp.ones(x.shape, dtype=np.uint8)
+    if p == 1.0:
+        return xp.zeros(x.shape, dtype=dtype), xp.zeros(x.shape, dtype=np.uint8)
+    y = xp.empty(x.shape, dtype=dtype)
+    mask = xp.empty(x.shape, dtype=np.uint8)
+    _C.dropout_forward(x, y, mask, p, seed, offset)
+    return y, mask
+
+
+def dropout_backward(grad_output, mask, p):
+    """Gradient of dropout: grad_output * mask / (1 - p) (zeros when p == 1).
+
+    Shape: grad_output (any), mask (same shape, uint8 from dropout) -> grad_input (same shape).
+    """
+    op = "dropout_backward"
+    p = _dropout_probability(op, p)
+    xp, dtype, (grad_output,) = float_inputs(op, grad_output=grad_output)
+    mask = _as_array(mask, xp, op, "mask")
+    if mask.dtype != np.uint8:
+        raise TypeError(f"{op}: mask must have dtype uint8 (as returned by dropout), got {mask.dtype}")
+    if tuple(mask.shape) != tuple(grad_output.shape):
+        raise ValueError(f"{op}: mask has shape {tuple(mask.shape)} but grad_output has shape "
+                         f"{tuple(grad_output.shape)}")
+    if p == 1.0:
+        return xp.zeros(grad_output.shape, dtype=dtype)
+    mask = xp.ascontiguousarray(mask)
+    grad_input = xp.empty(grad_output.shape, dtype=dtype)
+    _C.dropout_backward(grad_output, mask, grad_input, p)
+    return grad_input
+
+
+def uniform(shape, seed, offset, dtype=np.float32):
+    """Uniform numbers in [0, 1): numbers offset .. offset + size - 1 of Philox stream ``seed``.
+
+    Each has 24 random bits (exact in float32 and float64). The same numbers decide
+    dropout's mask: dropout keeps element i when uniform(...)[i] >= p.
+
+    Shape: ``shape`` (int or tuple of ints) -> array of that shape and ``dtype``.
+    """
+    op = "uniform"
+    dtype = check_float_dtype(dtype, op, "dtype")
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
+        raise ValueError(f"{op}: shape must be non-negative integers, got {shape}")
+    shape = tuple(int(s) for s in shape)
+    out = np.empty(shape, dtype=dtype)
+    seed, offset = _stream_position(op, seed, offset, out.size)
+    _C.uniform_fill(out, seed, offset)
+    return out
+
+
+# --- optimizer updates ------------------------------------------------------------------------
+# One fused, in-place update of a parameter array and its optimizer state, with PyTorch's
+# single-tensor formulas (torch.optim.SGD, Adam, AdamW, RMSprop). param and the state
+# buffers are written in place, so they are never converted or copied: each must be a
+# C-contiguous, writable float32/float64 array of param's shape and dtype (else TypeError /
+# ValueError). grad is only read and is converted to param's dtype if needed. The functions
+# return None. ranvier.optim keeps the state and calls these once per parameter.
+
+
+def _in_place_arrays(op, param, grad, **state):
+    """Check param and the state buffers (never copied); return grad as param's dtype."""
+    xp = array_module(param, grad, *state.values())
+    for name, a in (("param", param), *state.items()):
+        if a is None:
+            continue
+        if not (isinstance(a, np.ndarray) or is_cuda_array(a)):
+            raise TypeError(f"{op}: {name} must be a NumPy or CuPy array (it is updated in place), "
+                            f"got {type(a).__name__}")
+        check_float_dtype(a.dtype, op, name)
+        if name != "param":
+            if a.dtype != param.dtype:
+                raise TypeError(f"{op}: {name} has dtype {a.dtype} but param has dtype {param.dtype}; "
+                                f"state buffers must have param's dtype")
+            if tuple(a.shape) != tuple(param.shape):
+                raise ValueError(f"{op}: {name} has shape {tuple(a.shape)} but param has shape "
+                                 f"{tuple(param.shape)}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} of shape {tuple(a.shape)} is not C-contiguous; it is "
+                             f"updated in place, so it cannot be copied")
+        if not getattr(a.flags, "writeable", True):
+            raise ValueError(f"{op}: {name} is read-only but it is updated in place")
+    grad = _as_array(grad, xp, op, "grad")
+    check_float_dtype(grad.dtype, op, "grad")
+    if tuple(grad.shape) != tuple(param.shape):
+        raise ValueError(f"{op}: grad has shape {tuple(grad.shape)} but param has shape {tuple(param.shape)}")
+    return xp.ascontiguousarray(grad, dtype=param.dtype)
+
+
+def _step_number(op, step):
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"{op}: step must be an integer, got {type(step).__name__}")
+    return int(step)
+
+
+def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+             nesterov=False, maximize=False, first_step=False):
+    """In place: one torch.optim.SGD update of param (and momentum_buffer).
+
+    g = grad (-grad if maximize) + weight_decay * param; with momentum != 0:
+    buf = g when first_step else momentum * buf + (1 - dampening) * g, and the direction is
+    g + momentum * buf (nesterov) or buf; param -= lr * direction.
+    momentum_buffer is required when momentum != 0 (its contents are ignored on first_step).
+
+    Shape: param, grad, momentum_buffer (any, all the same).
+    """
+    op = "sgd_step"
+    grad = _in_place_arrays(op, param, grad, momentum_buffer=momentum_buffer)
+    _C.sgd_step(param, grad, momentum_buffer, float(lr), float(momentum), float(dampening),
+                float(weight_decay), bool(nesterov), bool(maximize), bool(first_step))
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr=1e-3, beta1=0.9,
+              beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+              maximize=False):
+    """In place: one torch.optim.Adam (or AdamW, decoupled_weight_decay=True) update.
+
+    step is the update's number counted from 1 (for bias correction). Adam adds
+    weight_decay * param to the gradient; AdamW multiplies param by 1 - lr * weight_decay.
+    m = lerp(m, g, 1 - beta1); v = beta2 * v + (1 - beta2) * g^2; with amsgrad,
+    max_exp_avg_sq = max(max_exp_avg_sq, v) replaces v (and is then required);
+    param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps).
+
+    Shape: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (any, all the same).
+    """
+    op = "adam_step"
+    step = _step_number(op, step)
+    grad = _in_place_arrays(op, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+                            max_exp_avg_sq=max_exp_avg_sq)
+    _C.adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, float(lr), float(beta1), float(beta2),
+                 float(eps), float(weight_decay), step, bool(decoupled_weight_decay), bool(amsgrad),
+                 bool(maximize))
+
+
+def rmsprop_step(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *, lr=1e-2, alpha=0.99,
+                 eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """In place: one torch.optim.RMSprop update.
+
+    g = grad (-grad if maximize) + weight_decay * param; square_avg = alpha * square_avg +
+    (1 - alpha) * g^2; avg = sqrt(square_avg - grad_avg^2) + eps when centered (grad_avg =
+    lerp(grad_avg, g, 1 - alpha) first; then grad_avg is required), else sqrt(square_avg) + eps;
+    momentum > 0: buf = momentum * buf + g / avg, param -= lr * buf (momentum_buffer required);
+    else param -= lr * g / avg.
+
+    Shape: param, grad, square_avg, momentum_buffer, grad_avg (any, all the same).
+    """
+    op = "rmsprop_step"
+    grad = _in_place_arrays(op, param, grad, square_avg=square_avg, momentum_buffer=momentum_buffer,
+                            grad_avg=grad_avg)
+    _C.rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, float(lr), float(alpha), float(eps),
+                    float(weight_decay), float(momentum), bool(centered), bool(maximize))

@@ -345,7 +345,8 @@ class Tensor:
 
     def __repr__(self) -> str:
         data = self._data.get() if self.device == "cuda" else self._data
-        body = np.array2string(data, separator=", ", prefix="tensor(", threshold=1000)
+        body = np.array2string(data, separator=", ", prefix="tensor(", threshold=1000,
+                               precision=4)
         extras = []
         if self.dtype not in (np.float32, np.int64, np.bool_):
             extras.append(f"dtype={self.dtype}")
