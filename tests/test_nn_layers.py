@@ -428,3 +428,13 @@ def test_init_generator_argument_and_errors():
         nn.init.uniform_(np.zeros(3), 1, 0)
     with pytest.warns(UserWarning, match=r"zero-element"):
         nn.init.kaiming_uniform_(np.zeros((0, 3)))
+
+
+def test_gradcheck_through_a_model_of_every_layer(rng):
+    # Finite differences in float64 for the input and every parameter of a small model.
+    model = nn.Sequential(nn.Linear(4, 5, dtype=np.float64), nn.Tanh(), nn.GELU(),
+                          nn.Linear(5, 6, dtype=np.float64), nn.LeakyReLU(0.1), nn.Sigmoid(),
+                          nn.Flatten(0), nn.Identity(), nn.LogSoftmax(dim=0))
+    x = tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert ranvier.autograd.gradcheck(lambda x, *params: model(x),
+                                      [x, *model.parameters()])

@@ -166,7 +166,7 @@ class Module:
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             self._require_init("parameters")
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
@@ -175,7 +175,7 @@ class Module:
             params[name] = None
         elif isinstance(value, Module):
             self._require_init("child module")
-            self._forget(name)
+            self._forget(name, keep="_modules")
             self._modules[name] = value
         elif params is not None and name in self._modules:
             if value is not None:
@@ -187,12 +187,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
-        """Remove ``name`` from wherever it is registered, before it is registered anew."""
+    def _forget(self, name: str, keep: str) -> None:
+        """Remove ``name`` from the other registries before it is registered in ``keep``
+        (where re-assigning keeps its position, so the state-dict order does not change)."""
         self.__dict__.pop(name, None)
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        self._buffers.pop(name, None)
+        for registry in ("_parameters", "_modules", "_buffers"):
+            if registry != keep:
+                getattr(self, registry).pop(name, None)
         self._non_persistent_buffers.discard(name)
 
     def __getattr__(self, name: str):
