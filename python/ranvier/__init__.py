@@ -11,6 +11,7 @@ from .tensor import (Tensor, arange, empty, from_numpy, full, ones, ones_like, r
                      zeros, zeros_like)
 from . import nn
 from .serialization import load, load_metadata, save
+from . import optim
 
 # dtypes, as PyTorch spells them (they are NumPy dtypes: tensor.dtype == ranvier.float32)
 float32 = _np.dtype(_np.float32)

@@ -1,0 +1,21 @@
+"""ranvier.optim: optimizers with PyTorch's names, arguments, state and state-dict layout.
+
+Each optimizer updates a parameter's array in place with one fused kernel per parameter
+(ranvier.ops.sgd_step / adam_step / rmsprop_step), following torch.optim's update rules.
+
+Example::
+
+    optimizer = ranvier.optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+"""
+
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop"]
