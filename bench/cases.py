@@ -200,17 +200,21 @@ def training_step(quick: bool, timer) -> list[Row]:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        return loss
 
-    ranvier_s = median_seconds(ranvier_step, timer)
     size = f"{features_in}-{hidden}-{classes}, batch {batch}"
     op = "MLP step: forward, cross-entropy, backward, Adam, zero_grad"
     torch = _torch()
     if torch is None:
-        return [Row("train", op, size, ranvier_s, "torch", None,
+        return [Row("train", op, size, median_seconds(ranvier_step, timer), "torch", None,
                     note="PyTorch not installed (pip install '.[bench]')")]
-    torch.manual_seed(0)
+
+    # PyTorch starts from ranvier's initial weights (same state-dict keys and layouts), so
+    # that one step of each can be compared before both are timed.
     torch_model = torch.nn.Sequential(torch.nn.Linear(features_in, hidden), torch.nn.ReLU(),
                                       torch.nn.Linear(hidden, classes))
+    torch_model.load_state_dict({key: torch.from_numpy(np.array(value))
+                                 for key, value in model.state_dict().items()})
     torch_loss_fn = torch.nn.CrossEntropyLoss()
     torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=1e-3)
     x_torch, y_torch = torch.from_numpy(x), torch.from_numpy(y)
@@ -220,9 +224,15 @@ def training_step(quick: bool, timer) -> list[Row]:
         loss.backward()
         torch_optimizer.step()
         torch_optimizer.zero_grad()
+        return loss
 
-    return [Row("train", op, size, ranvier_s, f"torch {torch.__version__}",
-                median_seconds(torch_step, timer))]
+    note = _same(float(ranvier_step().item()), float(torch_step().item()))
+    if not note:  # the weights after one Adam step (gradients of both, through the update)
+        theirs = torch_model.state_dict()
+        for key, value in model.state_dict().items():
+            note = note or _same(np.array(value), theirs[key].numpy())
+    return [Row("train", op, size, median_seconds(ranvier_step, timer), f"torch {torch.__version__}",
+                median_seconds(torch_step, timer), note=note)]
 
 
 SECTIONS = {
