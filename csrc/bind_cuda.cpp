@@ -22,7 +22,7 @@ void bind_cuda(py::module_& m) {
   m.attr("cuda_build_option") = RANVIER_CUDA_BUILD_OPTION;
 #ifdef RANVIER_WITH_CUDA
   m.attr("cuda_built") = true;
-  // CMAKE_CUDA_ARCHITECTURES, e.g. "80-real;90-real;90-virtual" (90-virtual = PTX for JIT).
+  // CMAKE_CUDA_ARCHITECTURES, e.g. "80-real,90-real,90-virtual" (90-virtual = PTX for JIT).
   m.attr("cuda_architectures") = RANVIER_CUDA_ARCHITECTURES;
   m.def("cuda_device_count", [] {
     py::gil_scoped_release nogil;

@@ -47,7 +47,7 @@ def test_build_info():
     assert info["option"] in ("AUTO", "ON", "OFF")
     assert info["built"] is ranvier.cuda.is_built()
     if info["built"]:
-        assert info["architectures"] == "80-real;90-real;90-virtual"
+        assert info["architectures"] == "80-real,90-real,90-virtual"
         assert info["runtime_version"] >= 11000
     else:
         assert info["architectures"] == "" and info["runtime_version"] == 0

@@ -20,7 +20,7 @@ def is_built() -> bool:
 
 def build_info() -> dict:
     """How this installation was built: the RANVIER_CUDA setting ('AUTO', 'ON' or 'OFF'),
-    whether CUDA was compiled in, the CUDA architectures (e.g. '80-real;90-real;90-virtual')
+    whether CUDA was compiled in, the CUDA architectures (e.g. '80-real,90-real,90-virtual')
     and the CUDA runtime version (e.g. 13000; 0 without CUDA)."""
     return {"option": str(_C.cuda_build_option), "built": is_built(),
             "architectures": str(_C.cuda_architectures),
