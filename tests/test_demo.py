@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import ranvier
 from ranvier.demo import load_tumours, roc_auc, run_demo
 
 # Fewer epochs than the demo's 30 keep this test quick. Measured when it was written: after
@@ -148,3 +149,17 @@ def test_python_m_ranvier_demo_runs(tmp_path):
     assert lines[-1].startswith("held-out accuracy: ")
     assert "ROC AUC: " in lines[-1] and "(143 tumours, 30 features)" in lines[-1]
     assert sum(line.startswith("epoch ") for line in lines) == 2
+
+
+def test_ranvier_console_script_is_installed():
+    # pyproject.toml declares `ranvier = "ranvier.cli:main"`; pip puts it beside the interpreter.
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "ranvier"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (ranvier not installed into this interpreter's prefix)")
+    completed = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"ranvier {ranvier.__version__}"
+    completed = subprocess.run([str(script), "demo", "--help"], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and "--epochs" in completed.stdout

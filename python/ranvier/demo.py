@@ -144,15 +144,16 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
     n_batches = (n_train + batch_size - 1) // batch_size
     for epoch in range(1, epochs + 1):
         order = generator.numpy.permutation(n_train)
-        batches = range(n_batches)
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(batches, desc=f"epoch {epoch:>{len(str(epochs))}}/{epochs}", unit="batch",
-                       file=stream, leave=True, dynamic_ncols=True)
-            batches = bar
+
+            # Updated by hand (not iterated): iterating closes the bar at the last batch,
+            # before the epoch's loss and accuracy can be shown on it.
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch:>{len(str(epochs))}}/{epochs}",
+                       unit="batch", file=stream, leave=True, dynamic_ncols=True)
         loss_sum = 0.0
-        for b in batches:
+        for b in range(n_batches):
             index = order[b * batch_size:(b + 1) * batch_size]
             logits = model(ranvier.tensor(x_train[index]))
             loss = loss_fn(logits, ranvier.tensor(y_train[index]))
@@ -160,12 +161,14 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
             loss.backward()
             optimizer.step()
             loss_sum += float(loss.item()) * len(index)
+            if bar is not None:
+                bar.update(1)
         train_loss = loss_sum / n_train
         accuracy, auc = _evaluate(model, x_test, y_test)
         history.append({"epoch": epoch, "train_loss": train_loss, "accuracy": accuracy,
                         "roc_auc": auc})
         if bar is not None:
-            bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{accuracy:.3f}")
+            bar.set_postfix_str(f"train loss {train_loss:.4f}, held-out accuracy {accuracy:.3f}")
             bar.close()
         else:
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}  train loss {train_loss:.4f}  "
