@@ -542,9 +542,12 @@ def _cross_entropy_rows(op, logits, target, xp):
 
 def _ignore_index_argument(op, ignore_index):
     try:
-        return operator.index(ignore_index)
+        ignore_index = operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"{op}: ignore_index must be an integer, got {ignore_index!r}") from None
+    if not -(2**63) <= ignore_index < 2**63:
+        raise ValueError(f"{op}: ignore_index {ignore_index} does not fit in int64")
+    return ignore_index
 
 
 def _check_class_weight(op, weight, logits):
