@@ -166,7 +166,7 @@ class Function:
         self._released = True
 
     def __repr__(self):
-        return f"<{type(self).__name__}>"
+        return f"<{type(self).__name__.lstrip('_')}Backward>"
 
 
 # --- the backward walk ---------------------------------------------------------------------
@@ -351,9 +351,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                 index = np.unravel_index(e, data.shape)
                 original = data[index].item()
                 data[index] = original + eps
-                plus = [_to_numpy(o.data).reshape(-1) for o in outputs_of(fn(*inputs))]
+                # Copies: an output may be a view of the input that is being perturbed.
+                plus = [_flat_copy(o.data) for o in outputs_of(fn(*inputs))]
                 data[index] = original - eps
-                minus = [_to_numpy(o.data).reshape(-1) for o in outputs_of(fn(*inputs))]
+                minus = [_flat_copy(o.data) for o in outputs_of(fn(*inputs))]
                 data[index] = original
                 for k in range(len(outputs)):
                     numerical[k][j][:, e] = (plus[k] - minus[k]) / (2 * eps)
@@ -369,14 +370,22 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                 if worst is None or excess.max() > worst[0]:
                     worst = (excess.max(), (
                         f"gradcheck: the gradient of output {k} with respect to input {i} is "
-                        f"wrong at input element {np.unravel_index(e_in, inputs[i].shape)}, "
-                        f"output element {np.unravel_index(e_out, out.shape)}: analytic "
+                        f"wrong at input element {_position(e_in, inputs[i].shape)}, "
+                        f"output element {_position(e_out, out.shape)}: analytic "
                         f"{a[e_out, e_in]:.6g}, numerical {n[e_out, e_in]:.6g} "
                         f"(atol={atol}, rtol={rtol}; "
                         f"{int((excess > 0).sum())} of {excess.size} Jacobian entries differ)"))
     if worst is not None:
         raise GradcheckError(worst[1])
     return True
+
+
+def _position(flat_index, shape):
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape))
+
+
+def _flat_copy(array):
+    return np.array(_to_numpy(array), dtype=np.float64).reshape(-1)
 
 
 def _to_numpy(array):

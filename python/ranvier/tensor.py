@@ -353,7 +353,7 @@ class Tensor:
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
         if self._grad_fn is not None:
-            extras.append(f"grad_fn=<{type(self._grad_fn).__name__}Backward>")
+            extras.append(f"grad_fn=<{type(self._grad_fn).__name__.lstrip('_')}Backward>")
         elif self._requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body] + extras) + ")"
