@@ -4,14 +4,13 @@ import numpy as _np
 
 from . import _C, cuda, ops
 from .random import manual_seed
-from .serialization import load, load_metadata, save
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import (Tensor, arange, empty, from_numpy, full, ones, ones_like, rand, randn, tensor,
                      zeros, zeros_like)
 from . import nn
-from .serialization import load, load_metadata, save
 from . import optim
+from .serialization import load, load_metadata, save
 
 # dtypes, as PyTorch spells them (they are NumPy dtypes: tensor.dtype == ranvier.float32)
 float32 = _np.dtype(_np.float32)
