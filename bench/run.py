@@ -1,6 +1,6 @@
 """Run ranvier's benchmarks and print one table: op, size, ranvier's median, the peer's, ratio.
 
-    python -m bench                      # everything (about a minute on 2 cores)
+    python -m bench                      # everything (under a minute on 2 cores)
     python -m bench --quick              # tiny sizes, a few seconds: checks the bench runs
     python -m bench --only matmul        # one section: matmul, linear, activations, softmax, train
     python -m bench --markdown           # the table as Markdown, for bench/RESULTS.md
