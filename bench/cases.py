@@ -235,10 +235,98 @@ def training_step(quick: bool, timer) -> list[Row]:
                 median_seconds(torch_step, timer), note=note)]
 
 
+# --- convolution ----------------------------------------------------------------------------
+# conv2d forward, and forward + both backward passes (input, weight and bias), against
+# PyTorch's CPU convolution on the same float32 arrays. GFLOP/s counts 2*N*K*P*Q*C/g*R*S per
+# pass (three passes for forward + backward).
+
+CONV_CASES = (  # (name, x shape, weight shape, padding)
+    ("ResNet-like 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1),
+    ("digits CNN layer 2", (64, 16, 8, 8), (32, 16, 3, 3), 1),
+    ("DNA motif conv1d", (64, 4, 200), (64, 4, 11), 5),
+)
+CONV_QUICK_CASES = (
+    ("tiny 3x3", (2, 3, 9, 9), (4, 3, 3, 3), 1),
+    ("tiny conv1d", (2, 4, 20), (3, 4, 5), 2),
+)
+
+
+def conv(quick: bool, timer) -> list[Row]:
+    from ranvier import ops
+
+    for name in ("conv2d", "conv2d_backward_input", "conv2d_backward_weight", "conv1d"):
+        _ops_function(name)
+    torch = _torch()
+    rng = np.random.default_rng(5)
+    rows = []
+    for name, x_shape, w_shape, padding in (CONV_QUICK_CASES if quick else CONV_CASES):
+        spatial = len(x_shape) - 2
+        forward, backward_input, backward_weight = (
+            (ops.conv1d, ops.conv1d_backward_input, ops.conv1d_backward_weight) if spatial == 1
+            else (ops.conv2d, ops.conv2d_backward_input, ops.conv2d_backward_weight))
+        x = _random(rng, *x_shape)
+        weight = _random(rng, *w_shape) / np.float32(math.sqrt(math.prod(w_shape[1:])))
+        bias = _random(rng, w_shape[0])
+        y = forward(x, weight, bias, padding=padding)
+        grad_output = _random(rng, *y.shape)
+        flops_per_pass = 2.0 * y.size * math.prod(w_shape[1:])
+        size = f"x {x_shape}, w {w_shape}, pad {padding}"
+
+        def ranvier_forward():
+            return forward(x, weight, bias, padding=padding)
+
+        def ranvier_training():
+            forward(x, weight, bias, padding=padding)
+            grad_x = backward_input(grad_output, weight, x.shape, padding=padding)
+            grad_w, grad_b = backward_weight(grad_output, x, weight.shape, padding=padding)
+            return grad_x, grad_w, grad_b
+
+        op = f"conv{spatial}d float32, {name}"
+        if torch is None:
+            for label, fn, passes in (("forward", ranvier_forward, 1),
+                                      ("forward+backward", ranvier_training, 3)):
+                rows.append(Row("conv", f"{op} {label}", size, median_seconds(fn, timer), "torch",
+                                None, flops=passes * flops_per_pass,
+                                note="PyTorch not installed (pip install '.[bench]')"))
+            continue
+
+        torch_conv = getattr(torch.nn.functional, f"conv{spatial}d")
+        x_t, w_t, b_t = (torch.from_numpy(a).requires_grad_() for a in (x, weight, bias))
+        dy_t = torch.from_numpy(grad_output)
+
+        def torch_forward():
+            with torch.no_grad():
+                return torch_conv(x_t, w_t, b_t, padding=padding)
+
+        def torch_training():
+            for t in (x_t, w_t, b_t):
+                t.grad = None
+            torch_conv(x_t, w_t, b_t, padding=padding).backward(dy_t)
+            return x_t.grad, w_t.grad, b_t.grad
+
+        # Sums of C/g*R*S products (forward), K*R*S (input grad), N*P*Q (weight grad).
+        depth = math.sqrt(max(math.prod(w_shape[1:]), y.size // w_shape[0]))
+        tolerance = dict(rtol=1e-4 * depth, atol=1e-4 * depth)
+        note = _same(ranvier_forward(), torch_forward().numpy(), **tolerance)
+        rows.append(Row("conv", f"{op} forward", size, median_seconds(ranvier_forward, timer),
+                        f"torch {torch.__version__}", median_seconds(torch_forward, timer),
+                        flops=flops_per_pass, note=note))
+        ours, theirs = ranvier_training(), torch_training()
+        note = ""
+        for a, b in zip(ours, theirs):
+            note = note or _same(a, b.numpy(), **tolerance)
+        rows.append(Row("conv", f"{op} forward+backward", size,
+                        median_seconds(ranvier_training, timer), f"torch {torch.__version__}",
+                        median_seconds(torch_training, timer), flops=3 * flops_per_pass,
+                        note=note))
+    return rows
+
+
 SECTIONS = {
     "matmul": matmul,
     "linear": linear,
     "activations": activations,
     "softmax": softmax,
     "train": training_step,
+    "conv": conv,
 }
