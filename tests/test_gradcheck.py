@@ -222,6 +222,11 @@ FUNCTIONAL_CASES = {
         lambda x, w1, b1, w2: F.cross_entropy(
             F.linear(F.gelu(F.linear(x, w1, b1)), w2), ranvier.tensor([0, 2, 1, 2])),
         (leaf(r, 4, 3), leaf(r, 5, 3), leaf(r, 5), leaf(r, 3, 5))),
+    # convolution (issue 3); more cases in test_ops_conv.py
+    "conv1d": lambda r: (lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, groups=2),
+                         (leaf(r, 2, 4, 7), leaf(r, 4, 2, 3), leaf(r, 4))),
+    "conv2d": lambda r: (lambda x, w: F.conv2d(x, w, padding="same", dilation=(1, 2)),
+                         (leaf(r, 1, 2, 4, 5), leaf(r, 3, 2, 2, 3))),
 }
 
 
