@@ -227,6 +227,13 @@ void check_disjoint(const ArrayView& out, const ArrayView& in, const char* op, c
   }
 }
 
+void require_cpu(const ArrayView& a, const char* op, const char* name) {
+  if (a.device != Device::CPU) {
+    fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
+                                       "this kernel yet; pass a NumPy array");
+  }
+}
+
 void require_cuda_built(const ArrayView& a, const char* op) {
 #ifndef RANVIER_WITH_CUDA
   if (a.device == Device::CUDA) {
