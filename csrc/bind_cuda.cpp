@@ -5,13 +5,25 @@
 #include "ranvier/cuda_runtime_info.h"
 #endif
 
+// Both are set by CMakeLists.txt; the fallbacks keep other build systems compiling.
+#ifndef RANVIER_CUDA_BUILD_OPTION
+#define RANVIER_CUDA_BUILD_OPTION "UNKNOWN"
+#endif
+#if defined(RANVIER_WITH_CUDA) && !defined(RANVIER_CUDA_ARCHITECTURES)
+#define RANVIER_CUDA_ARCHITECTURES "UNKNOWN"
+#endif
+
 namespace ranvier::binding {
 
 namespace py = pybind11;
 
 void bind_cuda(py::module_& m) {
+  // The RANVIER_CUDA setting of the build: "AUTO", "ON" or "OFF".
+  m.attr("cuda_build_option") = RANVIER_CUDA_BUILD_OPTION;
 #ifdef RANVIER_WITH_CUDA
   m.attr("cuda_built") = true;
+  // CMAKE_CUDA_ARCHITECTURES, e.g. "80-real,90-real,90-virtual" (90-virtual = PTX for JIT).
+  m.attr("cuda_architectures") = RANVIER_CUDA_ARCHITECTURES;
   m.def("cuda_device_count", [] {
     py::gil_scoped_release nogil;
     return cuda::device_count();
@@ -37,6 +49,7 @@ void bind_cuda(py::module_& m) {
   m.attr("cuda_runtime_version") = cuda::runtime_version();
 #else
   m.attr("cuda_built") = false;
+  m.attr("cuda_architectures") = "";
   m.def("cuda_device_count", [] { return 0; });
   m.def("cuda_unavailable_reason", [] {
     return std::string("ranvier was built without CUDA (no nvcc at build time, or RANVIER_CUDA=OFF)");

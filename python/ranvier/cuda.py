@@ -10,12 +10,21 @@ from __future__ import annotations
 from . import _C
 
 __all__ = ["is_built", "is_available", "device_count", "get_device_name", "get_device_properties",
-           "unavailable_reason"]
+           "unavailable_reason", "build_info"]
 
 
 def is_built() -> bool:
     """True when this ranvier was compiled with its CUDA kernels."""
     return bool(_C.cuda_built)
+
+
+def build_info() -> dict:
+    """How this installation was built: the RANVIER_CUDA setting ('AUTO', 'ON' or 'OFF'),
+    whether CUDA was compiled in, the CUDA architectures (e.g. '80-real,90-real,90-virtual')
+    and the CUDA runtime version (e.g. 13000; 0 without CUDA)."""
+    return {"option": str(_C.cuda_build_option), "built": is_built(),
+            "architectures": str(_C.cuda_architectures),
+            "runtime_version": int(_C.cuda_runtime_version)}
 
 
 def device_count() -> int:

@@ -1,0 +1,244 @@
+"""The benchmark sections: each op run by ranvier and by its peer on the same inputs.
+
+A section is a function (quick, timer) -> list[Row]. Before timing, every row checks that
+ranvier and the peer computed the same result (a benchmark of a wrong answer means nothing);
+a row whose results differ says MISMATCH in its note. A section whose ranvier op does not
+exist in this build raises SectionUnavailable with the reason, and the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .timing import median_seconds
+
+
+@dataclass
+class Row:
+    section: str
+    op: str
+    size: str
+    ranvier_s: float | None
+    peer: str
+    peer_s: float | None
+    flops: float | None = None  # floating-point operations per call, where meaningful
+    note: str = ""
+
+    @property
+    def speed_ratio(self) -> float | None:
+        """Peer time / ranvier time: above 1 ranvier is faster, below 1 the peer is."""
+        if self.ranvier_s is None or self.peer_s is None or self.ranvier_s <= 0:
+            return None
+        return self.peer_s / self.ranvier_s
+
+    def gflops(self, seconds: float | None) -> float | None:
+        if self.flops is None or seconds is None or seconds <= 0:
+            return None
+        return self.flops / seconds / 1e9
+
+
+class SectionUnavailable(Exception):
+    """This build of ranvier lacks what the section needs (the message says what)."""
+
+
+def _ops_function(name: str):
+    from ranvier import ops
+
+    fn = getattr(ops, name, None)
+    if fn is None:
+        raise SectionUnavailable(f"ranvier.ops.{name} does not exist in this build")
+    return fn
+
+
+def _same(ours, theirs, rtol=1e-4, atol=1e-5) -> str:
+    """'' when the two results agree to float32 accuracy, else a MISMATCH note."""
+    ours = np.asarray(ours, dtype=np.float64)
+    theirs = np.asarray(theirs, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        return f"MISMATCH: shape {ours.shape} vs {theirs.shape}"
+    scale = max(1.0, float(np.abs(theirs).max(initial=0.0)))
+    error = float(np.abs(ours - theirs).max(initial=0.0))
+    if not (error <= atol * scale + rtol * scale):
+        return f"MISMATCH: max abs difference {error:.3g}"
+    return ""
+
+
+def _random(rng, *shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+# --- matmul -------------------------------------------------------------------------------
+
+def matmul(quick: bool, timer) -> list[Row]:
+    ranvier_matmul = _ops_function("matmul")
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in ((16, 33) if quick else (64, 128, 256, 512, 1024, 2048)):
+        a, b = _random(rng, n, n), _random(rng, n, n)
+        # float32 sums of n products: allow the rounding of a length-n dot product.
+        note = _same(ranvier_matmul(a, b), a @ b, rtol=1e-4 * math.sqrt(n), atol=1e-4 * math.sqrt(n))
+        rows.append(Row("matmul", "matmul float32", f"{n}x{n} @ {n}x{n}",
+                        median_seconds(lambda: ranvier_matmul(a, b), timer), "numpy @",
+                        median_seconds(lambda: a @ b, timer), flops=2.0 * n ** 3, note=note))
+    return rows
+
+
+# --- linear -------------------------------------------------------------------------------
+
+def linear(quick: bool, timer) -> list[Row]:
+    ranvier_linear = _ops_function("linear")
+    rng = np.random.default_rng(1)
+    rows = []
+    for batch, features_in, features_out in (((8, 17, 17),) if quick else
+                                             ((256, 512, 512), (256, 1024, 1024))):
+        x = _random(rng, batch, features_in)
+        weight = _random(rng, features_out, features_in) / np.float32(math.sqrt(features_in))
+        bias = _random(rng, features_out)
+        note = _same(ranvier_linear(x, weight, bias), x @ weight.T + bias,
+                     rtol=1e-4 * math.sqrt(features_in), atol=1e-4 * math.sqrt(features_in))
+        rows.append(Row("linear", "linear float32 (+bias)",
+                        f"({batch},{features_in}) -> ({batch},{features_out})",
+                        median_seconds(lambda: ranvier_linear(x, weight, bias), timer),
+                        "numpy x @ w.T + b", median_seconds(lambda: x @ weight.T + bias, timer),
+                        flops=2.0 * batch * features_in * features_out + batch * features_out,
+                        note=note))
+    return rows
+
+
+# --- activations --------------------------------------------------------------------------
+
+def _numpy_gelu():
+    """NumPy's best GELU: exact through scipy's erf if scipy is there, else the tanh form."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        def gelu_tanh(x):
+            inner = np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
+            return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner))
+        return "tanh", "numpy tanh formula", gelu_tanh
+
+    def gelu_erf(x):
+        return np.float32(0.5) * x * (np.float32(1.0) + erf(x * np.float32(1.0 / math.sqrt(2.0))))
+    return "none", "numpy + scipy erf", gelu_erf
+
+
+def activations(quick: bool, timer) -> list[Row]:
+    from ranvier import ops
+
+    rng = np.random.default_rng(2)
+    n = 1000 if quick else 1_000_000
+    x = _random(rng, n)
+    gelu_mode, gelu_peer, numpy_gelu = _numpy_gelu()
+    cases = [
+        ("relu", ops.relu, "numpy maximum", lambda: np.maximum(x, np.float32(0))),
+        ("sigmoid", ops.sigmoid, "numpy 1/(1+exp(-x))",
+         lambda: np.float32(1) / (np.float32(1) + np.exp(-x))),
+        ("tanh", ops.tanh, "numpy tanh", lambda: np.tanh(x)),
+        (f"gelu (approximate={gelu_mode!r})", lambda v: ops.gelu(v, approximate=gelu_mode),
+         gelu_peer, lambda: numpy_gelu(x)),
+    ]
+    rows = []
+    for name, ours, peer_name, theirs in cases:
+        note = _same(ours(x), theirs())
+        rows.append(Row("activations", f"{name} float32", f"{n:,} elements",
+                        median_seconds(lambda: ours(x), timer), peer_name,
+                        median_seconds(theirs, timer), note=note))
+    return rows
+
+
+# --- softmax ------------------------------------------------------------------------------
+
+def softmax(quick: bool, timer) -> list[Row]:
+    ranvier_softmax = _ops_function("softmax")
+    rng = np.random.default_rng(3)
+    rows_n, cols = (13, 7) if quick else (4096, 1000)
+    x = _random(rng, rows_n, cols) * np.float32(3)
+
+    def numpy_softmax():
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    note = _same(ranvier_softmax(x), numpy_softmax())
+    return [Row("softmax", "softmax float32 (rows)", f"{rows_n}x{cols}",
+                median_seconds(lambda: ranvier_softmax(x), timer), "numpy exp/sum",
+                median_seconds(numpy_softmax, timer), note=note)]
+
+
+# --- a whole training step -----------------------------------------------------------------
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def training_step(quick: bool, timer) -> list[Row]:
+    import ranvier
+
+    for needed in ("nn", "optim", "tensor"):
+        if not hasattr(ranvier, needed):
+            raise SectionUnavailable(f"ranvier.{needed} does not exist in this build")
+    rng = np.random.default_rng(4)
+    batch, features_in, hidden, classes = 32, 30, 64, 2
+    x = _random(rng, batch, features_in)
+    y = rng.integers(0, classes, batch).astype(np.int64)
+
+    nn = ranvier.nn
+    ranvier.manual_seed(0)
+    model = nn.Sequential(nn.Linear(features_in, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = ranvier.optim.Adam(model.parameters(), lr=1e-3)
+    x_ranvier, y_ranvier = ranvier.tensor(x), ranvier.tensor(y)
+
+    def ranvier_step():
+        loss = loss_fn(model(x_ranvier), y_ranvier)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss
+
+    size = f"{features_in}-{hidden}-{classes}, batch {batch}"
+    op = "MLP step: forward, cross-entropy, backward, Adam, zero_grad"
+    torch = _torch()
+    if torch is None:
+        return [Row("train", op, size, median_seconds(ranvier_step, timer), "torch", None,
+                    note="PyTorch not installed (pip install '.[bench]')")]
+
+    # PyTorch starts from ranvier's initial weights (same state-dict keys and layouts), so
+    # that one step of each can be compared before both are timed.
+    torch_model = torch.nn.Sequential(torch.nn.Linear(features_in, hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, classes))
+    torch_model.load_state_dict({key: torch.from_numpy(np.array(value))
+                                 for key, value in model.state_dict().items()})
+    torch_loss_fn = torch.nn.CrossEntropyLoss()
+    torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=1e-3)
+    x_torch, y_torch = torch.from_numpy(x), torch.from_numpy(y)
+
+    def torch_step():
+        loss = torch_loss_fn(torch_model(x_torch), y_torch)
+        loss.backward()
+        torch_optimizer.step()
+        torch_optimizer.zero_grad()
+        return loss
+
+    note = _same(float(ranvier_step().item()), float(torch_step().item()))
+    if not note:  # the weights after one Adam step (gradients of both, through the update)
+        theirs = torch_model.state_dict()
+        for key, value in model.state_dict().items():
+            note = note or _same(np.array(value), theirs[key].numpy())
+    return [Row("train", op, size, median_seconds(ranvier_step, timer), f"torch {torch.__version__}",
+                median_seconds(torch_step, timer), note=note)]
+
+
+SECTIONS = {
+    "matmul": matmul,
+    "linear": linear,
+    "activations": activations,
+    "softmax": softmax,
+    "train": training_step,
+}

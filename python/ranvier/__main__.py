@@ -1,0 +1,7 @@
+"""``python -m ranvier demo``: the same as the ``ranvier`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
