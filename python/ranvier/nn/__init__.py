@@ -8,6 +8,10 @@ from .linear import Flatten, Identity, Linear
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module
 from .parameter import Parameter
+# convolution issue: pooling and batch normalisation
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d,
+                      MaxPool2d)
 
 __all__ = [
     "functional", "init", "Module", "Parameter",
@@ -15,4 +19,8 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax",
     "Dropout", "Sequential",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
+]
+__all__ += [
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+    "BatchNorm1d", "BatchNorm2d",
 ]
