@@ -23,9 +23,13 @@ using Sizes = std::vector<int64_t>;
 
 enum class PoolKind { Max, Avg, AdaptiveAvg };
 
+const char* base_name(PoolKind kind) {
+  return kind == PoolKind::Max ? "max_pool" : kind == PoolKind::Avg ? "avg_pool" : "adaptive_avg_pool";
+}
+
 // "max_pool2d", "avg_pool1d_backward", ...: the op as the user called it.
 std::string op_name(PoolKind kind, int64_t spatial_dims, bool backward) {
-  const char* base = kind == PoolKind::Max ? "max_pool" : kind == PoolKind::Avg ? "avg_pool" : "adaptive_avg_pool";
+  const char* base = base_name(kind);
   return std::string(base) + std::to_string(spatial_dims) + "d" + (backward ? "_backward" : "");
 }
 
@@ -35,12 +39,24 @@ std::string sizes_str(const Sizes& sizes) {
   return s + (sizes.size() == 1 ? ",)" : ")");
 }
 
+// The op's name for messages, from the rank of the array `obj` (read before it is viewed, so
+// that the view's own errors name max_pool2d rather than max_pool).
+std::string op_name_for(py::handle obj, PoolKind kind, bool backward) {
+  int64_t ndim = -1;
+  try {
+    ndim = static_cast<int64_t>(py::len(obj.attr("shape")));
+  } catch (const py::error_already_set&) {
+  }
+  if (ndim == 3 || ndim == 4) return op_name(kind, ndim - 2, backward);
+  const char* base = base_name(kind);
+  return std::string(base) + (backward ? "_backward" : "");
+}
+
 // 1 for (N, C, L), 2 for (N, C, H, W); anything else is an error.
 int64_t spatial_dims_of(const Sizes& shape, PoolKind kind, const char* what) {
   const int64_t ndim = static_cast<int64_t>(shape.size());
   if (ndim != 3 && ndim != 4) {
-    const std::string base = kind == PoolKind::Max ? "max_pool" : kind == PoolKind::Avg ? "avg_pool" : "adaptive_avg_pool";
-    throw py::value_error(base + ": " + what + " of shape " + sizes_str(shape) +
+    throw py::value_error(std::string(base_name(kind)) + ": " + what + " of shape " + sizes_str(shape) +
                           " must be 3-D (N, C, L) for 1-D pooling or 4-D (N, C, H, W) for 2-D pooling");
   }
   return ndim - 2;
@@ -196,7 +212,7 @@ void check_forward_pair(const ArrayView& x, const ArrayView& y, const Sizes& exp
 // y, indices (N, C, *out) = max pooling of x (N, C, *in)
 void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj, const Sizes& kernel,
                       const Sizes& stride, const Sizes& padding, const Sizes& dilation, bool ceil_mode) {
-  const ArrayView x = view_array(x_obj, "max_pool", "x");
+  const ArrayView x = view_array(x_obj, op_name_for(x_obj, PoolKind::Max, false).c_str(), "x");
   const int64_t dims = spatial_dims_of(x.shape, PoolKind::Max, "x");
   const std::string op = op_name(PoolKind::Max, dims, false);
   const Pool2dGeometry g = pool_geometry(x.shape, {kernel, stride, padding, dilation, ceil_mode}, PoolKind::Max, op);
@@ -218,7 +234,7 @@ void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj
 
 // grad_input (N, C, *in) from grad_output and indices (N, C, *out): each gradient to its arg-max
 void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_obj) {
-  const ArrayView dx = view_output(dx_obj, "max_pool_backward", "out");
+  const ArrayView dx = view_output(dx_obj, op_name_for(dx_obj, PoolKind::Max, true).c_str(), "out");
   const int64_t dims = spatial_dims_of(dx.shape, PoolKind::Max, "out (the gradient of the input)");
   const std::string op = op_name(PoolKind::Max, dims, true);
   const char* o = op.c_str();
@@ -272,7 +288,7 @@ void check_divisor_override(int64_t divisor_override, const std::string& op) {
 void avg_pool_forward(py::handle x_obj, py::handle y_obj, const Sizes& kernel, const Sizes& stride,
                       const Sizes& padding, bool ceil_mode, bool count_include_pad,
                       int64_t divisor_override) {
-  const ArrayView x = view_array(x_obj, "avg_pool", "x");
+  const ArrayView x = view_array(x_obj, op_name_for(x_obj, PoolKind::Avg, false).c_str(), "x");
   const int64_t dims = spatial_dims_of(x.shape, PoolKind::Avg, "x");
   const std::string op = op_name(PoolKind::Avg, dims, false);
   const Sizes dilation(static_cast<size_t>(dims), 1);
@@ -291,7 +307,7 @@ void avg_pool_forward(py::handle x_obj, py::handle y_obj, const Sizes& kernel, c
 void avg_pool_backward(py::handle dy_obj, py::handle dx_obj, const Sizes& kernel, const Sizes& stride,
                        const Sizes& padding, bool ceil_mode, bool count_include_pad,
                        int64_t divisor_override) {
-  const ArrayView dx = view_output(dx_obj, "avg_pool_backward", "out");
+  const ArrayView dx = view_output(dx_obj, op_name_for(dx_obj, PoolKind::Avg, true).c_str(), "out");
   const int64_t dims = spatial_dims_of(dx.shape, PoolKind::Avg, "out (the gradient of the input)");
   const std::string op = op_name(PoolKind::Avg, dims, true);
   const char* o = op.c_str();
@@ -334,7 +350,7 @@ AdaptiveSizes adaptive_sizes(const ArrayView& in, const ArrayView& out, const ch
 
 // y (N, C, *out) = adaptive average pooling of x (N, C, *in); y's shape sets the output size
 void adaptive_avg_pool_forward(py::handle x_obj, py::handle y_obj) {
-  const ArrayView x = view_array(x_obj, "adaptive_avg_pool", "x");
+  const ArrayView x = view_array(x_obj, op_name_for(x_obj, PoolKind::AdaptiveAvg, false).c_str(), "x");
   const int64_t dims = spatial_dims_of(x.shape, PoolKind::AdaptiveAvg, "x");
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, false);
   const char* o = op.c_str();
@@ -354,7 +370,7 @@ void adaptive_avg_pool_forward(py::handle x_obj, py::handle y_obj) {
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of adaptive average pooling
 void adaptive_avg_pool_backward(py::handle dy_obj, py::handle dx_obj) {
-  const ArrayView dx = view_output(dx_obj, "adaptive_avg_pool_backward", "out");
+  const ArrayView dx = view_output(dx_obj, op_name_for(dx_obj, PoolKind::AdaptiveAvg, true).c_str(), "out");
   const int64_t dims = spatial_dims_of(dx.shape, PoolKind::AdaptiveAvg, "out (the gradient of the input)");
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, true);
   const char* o = op.c_str();
