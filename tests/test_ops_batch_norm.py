@@ -218,7 +218,7 @@ def test_read_only_running_statistics_are_rejected_when_training():
 def test_backward_bad_input(rng):
     x = rng.standard_normal((2, 3, 4))
     _, mean, invstd = ops.batch_norm(x, training=True)
-    with pytest.raises(ValueError, match=r"batch_norm_backward: x and grad_output .*\(2, 3, 4\).*\(2, 3, 5\)|batch_norm_backward: .*grad_output"):
+    with pytest.raises(ValueError, match=r"batch_norm_backward: x \(2, 3, 4\) and grad_output \(2, 3, 5\) must have the same shape"):
         ops.batch_norm_backward(np.ones((2, 3, 5)), x, mean, invstd, training=True)
     with pytest.raises(ValueError, match=r"batch_norm_backward: save_invstd has shape \(2,\)"):
         ops.batch_norm_backward(np.ones_like(x), x, mean, invstd[:2], training=True)
