@@ -72,9 +72,9 @@ void check_no_partial_overlap(const ArrayView& out, const ArrayView& in, const c
 void check_disjoint(const ArrayView& out, const ArrayView& in, const char* op,
                     const char* name_out, const char* name_in);
 
-// For kernels that exist only on the CPU: a CUDA array raises a clear ValueError naming
-// the op and the argument, rather than handing a device pointer to a CPU kernel.
-void check_cpu(const ArrayView& a, const char* op, const char* name);
+// For kernels with no CUDA twin yet: refuse a device array before its pointer can reach a
+// CPU kernel.
+void require_cpu(const ArrayView& a, const char* op, const char* name);
 // CUDA arrays need a CUDA build; on a CPU-only build this raises a clear error.
 void require_cuda_built(const ArrayView& a, const char* op);
 // The stream our CUDA kernels run on: CuPy's current stream (0 when CuPy is absent).

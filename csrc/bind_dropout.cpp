@@ -11,13 +11,6 @@ namespace ranvier::binding {
 
 namespace {
 
-void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
-    fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
-                                       "this kernel yet; pass NumPy arrays");
-  }
-}
-
 // Dropout probability of the kernel: 0 <= p < 1 (p == 1 is handled by ranvier.ops).
 void check_probability(double p, const char* op) {
   if (!(p >= 0.0 && p < 1.0)) {

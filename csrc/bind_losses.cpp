@@ -19,14 +19,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// The loss kernels have no CUDA twin yet: refuse device pointers rather than read them.
-void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
-    fail_value(op, std::string(name) + " is a CUDA array; CUDA arrays are not supported by this "
-                                       "kernel yet (pass a NumPy array)");
-  }
-}
-
 // An optional array argument (None allowed).
 bool present(py::handle obj) { return !obj.is_none(); }
 

@@ -9,14 +9,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// No CUDA GEMM exists yet: refuse device arrays before their pointers reach a CPU kernel.
-void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
-    fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
-                                       "this kernel yet; use NumPy arrays");
-  }
-}
-
 // out (batch, m, n) or (m, n) = op(a) @ op(b), a (batch, .., ..) or 2-D, b likewise.
 // op(a) is (m, k): a is (m, k), or (k, m) when trans_a; op(b) is (k, n): b is (k, n), or
 // (n, k) when trans_b. A 2-D operand is shared by every matrix of the other's batch.

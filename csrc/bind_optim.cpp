@@ -16,13 +16,6 @@ namespace {
 
 std::string number_str(double v) { return py::str(py::float_(v)).cast<std::string>(); }
 
-void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
-    fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
-                                       "this kernel yet; pass NumPy arrays");
-  }
-}
-
 void check_finite(double v, const char* op, const char* name) {
   if (!std::isfinite(v)) fail_value(op, std::string(name) + " must be finite, got " + number_str(v));
 }

@@ -9,14 +9,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// The softmax kernels have no CUDA twin yet: refuse device pointers rather than read them.
-void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
-    fail_value(op, std::string(name) + " is a CUDA array; CUDA arrays are not supported by this "
-                                       "kernel yet (pass a NumPy array)");
-  }
-}
-
 // The (outer, dim, inner) view of `shape` around `axis` (negative counts from the end). A
 // 0-d array is one value, whose softmax runs over itself (axis 0 or -1, as PyTorch).
 struct AxisSplit {

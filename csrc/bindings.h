@@ -11,6 +11,9 @@ void bind_losses(pybind11::module_& m);
 void bind_dropout(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
+// convolution issue: pooling and batch normalisation
+void bind_pooling(pybind11::module_& m);
+void bind_batch_norm(pybind11::module_& m);
 // convolution (issue 3)
 void bind_conv(pybind11::module_& m);
 

@@ -13,5 +13,7 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_losses(m);
   ranvier::binding::bind_dropout(m);
   ranvier::binding::bind_optim(m);
+  ranvier::binding::bind_pooling(m);
+  ranvier::binding::bind_batch_norm(m);
   ranvier::binding::bind_conv(m);
 }

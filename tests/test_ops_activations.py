@@ -222,3 +222,11 @@ def test_zero_dimensional_input_keeps_its_shape(name):
     assert y.shape == ()
     np.testing.assert_allclose(y, reference(np.float64(0.75)), **tol(np.float64))
     assert backward(np.float64(0.75), np.float64(1.0)).shape == ()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_passes_the_gradient_of_a_nan_input(dtype):
+    # PyTorch's threshold_backward zeroes the gradient only where x <= 0; NaN <= 0 is false.
+    x = np.array([np.nan, -1.0, 2.0], dtype=dtype)
+    grad = ops.relu_backward(x, np.array([3.0, 3.0, 3.0], dtype=dtype))
+    np.testing.assert_array_equal(grad, np.array([3.0, 0.0, 3.0], dtype=dtype))

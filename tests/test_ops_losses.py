@@ -568,7 +568,7 @@ def test_binding_checks_shapes_outputs_and_devices():
                  lambda: _C.bce_with_logits_forward(x, x, None, None, FakeCudaArray(), "none"),
                  lambda: _C.cross_entropy_forward(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), FakeCudaArray(),
                                                   np.empty(()), -100, "sum")):
-        with pytest.raises(ValueError, match="is a CUDA array; CUDA arrays are not supported by this kernel yet"):
+        with pytest.raises(ValueError, match="is a CUDA array, but CUDA arrays are not supported by this kernel yet"):
             call()
 
 

@@ -218,5 +218,5 @@ def test_binding_rejects_non_contiguous_and_cuda_like():
         __cuda_array_interface__ = {"shape": (4,), "typestr": "<f4", "data": (0, False),
                                     "version": 3, "strides": None}
 
-    with pytest.raises(ValueError, match="softmax: x is a CUDA array; CUDA arrays are not supported"):
+    with pytest.raises(ValueError, match="softmax: x is a CUDA array, but CUDA arrays are not supported"):
         _C.softmax_forward(FakeCudaArray(), np.empty(4, dtype=np.float32), -1, False)

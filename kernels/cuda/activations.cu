@@ -1,5 +1,5 @@
 // Elementwise activations on the GPU: the same formulas as the CPU (activation_math.h),
-// one grid-stride loop per direction.
+// one grid-stride loop per direction, instantiated per activation.
 #include "check.cuh"
 #include "ranvier/activation_math.h"
 
@@ -7,20 +7,20 @@ namespace ranvier::cuda {
 
 namespace {
 
-template <typename T>
-__global__ void activation_forward_kernel(Activation act, const T* __restrict__ x, T* y, int64_t n, T alpha) {
+template <Activation Act, typename T>
+__global__ void activation_forward_kernel(const T* __restrict__ x, T* y, int64_t n, T alpha) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    y[i] = activation_value(act, x[i], alpha);
+    y[i] = activation_value(Act, x[i], alpha);
   }
 }
 
-template <typename T>
-__global__ void activation_backward_kernel(Activation act, const T* __restrict__ saved,
+template <Activation Act, typename T>
+__global__ void activation_backward_kernel(const T* __restrict__ saved,
                                            const T* __restrict__ dy, T* dx, int64_t n, T alpha) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dx[i] = activation_grad(act, saved[i], dy[i], alpha);
+    dx[i] = activation_grad(Act, saved[i], dy[i], alpha);
   }
 }
 
@@ -29,7 +29,9 @@ __global__ void activation_backward_kernel(Activation act, const T* __restrict__
 template <typename T>
 void activation_forward(Activation act, const T* x, T* y, int64_t n, T alpha, StreamHandle stream) {
   if (n == 0) return;
-  activation_forward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(act, x, y, n, alpha);
+  dispatch_activation(act, [&](auto a) {
+    activation_forward_kernel<decltype(a)::value, T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(x, y, n, alpha);
+  });
   check_launch("activation_forward_kernel");
 }
 
@@ -37,7 +39,9 @@ template <typename T>
 void activation_backward(Activation act, const T* saved, const T* dy, T* dx, int64_t n, T alpha,
                          StreamHandle stream) {
   if (n == 0) return;
-  activation_backward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(act, saved, dy, dx, n, alpha);
+  dispatch_activation(act, [&](auto a) {
+    activation_backward_kernel<decltype(a)::value, T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(saved, dy, dx, n, alpha);
+  });
   check_launch("activation_backward_kernel");
 }
 

@@ -19,6 +19,12 @@ std::string unavailable_reason() {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();
+    // Without an NVIDIA driver the runtime reports an "insufficient" driver, which reads as
+    // if a driver were present but old: say what it usually means.
+    if (status == cudaErrorInsufficientDriver || status == cudaErrorNoDevice) {
+      return std::string("no usable NVIDIA driver or GPU found (") + cudaGetErrorName(status) +
+             ": " + cudaGetErrorString(status) + ")";
+    }
     return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
   }
   return count == 0 ? "no CUDA device found" : "";

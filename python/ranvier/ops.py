@@ -277,24 +277,11 @@ def linear_backward_weight(grad_output, x, bias=True):
 # or one int per spatial axis; padding is an int, one entry per spatial axis, 'valid' (none)
 # or 'same' (the output has the input's size; stride must be 1; an odd total goes one more
 # at the end, as PyTorch), and here each axis's entry may also be a pair (before, after).
-# The shape checks (channels, groups, kernel larger than the padded input) are the binding's,
-# shared with the kernels (_C.conv*d_output_shape). The backward functions take the same
-# hyper-parameters as the forward, and the forward input's (or weight's) shape where the
-# array itself is not needed.
-
-def _conv_ints(op, name, value, spatial):
-    """An int or `spatial` ints as a tuple of `spatial` Python ints (ranges are the binding's)."""
-    values = (value,) * spatial if isinstance(value, (int, np.integer)) else value
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a tuple of {spatial} ints, "
-                        f"got {value!r}") from None
-    if len(values) != spatial or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                                     for v in values):
-        raise TypeError(f"{op}: {name} must be an int or a tuple of {spatial} ints, got {value!r}")
-    return tuple(int(v) for v in values)
-
+# stride and dilation are parsed by the pooling section's _window_argument (a 1-tuple is
+# repeated over the axes, as PyTorch). The shape checks (channels, groups, kernel larger
+# than the padded input) are the binding's, shared with the kernels
+# (_C.conv*d_output_shape). The backward functions take the same hyper-parameters as the
+# forward, and the forward input's (or weight's) shape where the array itself is not needed.
 
 def _conv_padding(op, padding, spatial, kernel, stride, dilation):
     """padding as the binding wants it: (before, after) for each spatial axis, flattened."""
@@ -349,8 +336,8 @@ def _conv_params(op, spatial, weight_shape, stride, padding, dilation, groups):
             "(out_channels, in_channels/groups, kh, kw)"
         raise ValueError(f"{op}: weight must be {spatial + 2}-D {layout}, got shape "
                          f"{tuple(weight_shape)}")
-    stride = _conv_ints(op, "stride", stride, spatial)
-    dilation = _conv_ints(op, "dilation", dilation, spatial)
+    stride = _window_argument(op, "stride", stride, spatial)
+    dilation = _window_argument(op, "dilation", dilation, spatial)
     padding = _conv_padding(op, padding, spatial, tuple(weight_shape[2:]), stride, dilation)
     return stride, padding, dilation, _conv_groups(op, groups)
 
@@ -1062,3 +1049,392 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *
                             grad_avg=grad_avg)
     _C.rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, float(lr), float(alpha), float(eps),
                     float(weight_decay), float(momentum), bool(centered), bool(maximize))
+
+
+# --- pooling -------------------------------------------------------------------------------
+# Max, average and adaptive average pooling with PyTorch's arguments and output sizes.
+# Inputs are (N, C, L) for the 1-D functions and (N, C, H, W) for the 2-D ones, or unbatched
+# (C, L) / (C, H, W) (the result is then unbatched too). kernel_size, stride, padding and
+# dilation are an int or one int per spatial dimension; stride defaults to kernel_size;
+# padding may be at most half the kernel size. The backward functions take the forward's
+# input shape and return the gradient with respect to its input, of that shape.
+# Max pooling's indices (int64, the output's shape) are the flat position of each window's
+# maximum within its input plane (h * W + w; l in 1-D), as PyTorch returns them; the first
+# maximum wins a tie and a NaN wins over every number.
+
+
+def _window_argument(op, name, value, dims):
+    """An int or a sequence of `dims` ints, as a tuple of `dims` ints."""
+    values = (value,) * dims if isinstance(value, (int, np.integer)) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {dims} ints, got {value!r}") from None
+    if len(values) == 1 and dims > 1:
+        values = values * dims
+    if len(values) != dims or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                  for v in values):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _pool_window(op, dims, kernel_size, stride, padding, dilation=1):
+    kernel = _window_argument(op, "kernel_size", kernel_size, dims)
+    # PyTorch treats stride=None and stride=[] alike: the windows then tile the input.
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    stride = kernel if no_stride else _window_argument(op, "stride", stride, dims)
+    return (kernel, stride, _window_argument(op, "padding", padding, dims),
+            _window_argument(op, "dilation", dilation, dims))
+
+
+def _pool_input(op, x, dims):
+    """x as a contiguous float array with a batch axis; and whether it had none."""
+    xp, dtype, (x,) = float_inputs(op, x=x)
+    if x.ndim == dims + 1:
+        return xp, dtype, x[None], True
+    if x.ndim != dims + 2:
+        spatial = "L" if dims == 1 else "H, W"
+        raise ValueError(f"{op}: x of shape {tuple(x.shape)} must be {dims + 2}-D (N, C, {spatial}) "
+                         f"or {dims + 1}-D unbatched (C, {spatial})")
+    return xp, dtype, x, False
+
+
+def _pool_grad_input(op, grad_output, input_shape, dims):
+    """grad_output batched like input_shape, and the batched input shape."""
+    try:
+        input_shape = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        raise TypeError(f"{op}: input_shape must be a tuple of ints, got {input_shape!r}") from None
+    if len(input_shape) not in (dims + 1, dims + 2) or min(input_shape) < 0:
+        raise ValueError(f"{op}: input_shape {input_shape} must be {dims + 2} (or {dims + 1} "
+                         f"unbatched) non-negative sizes")
+    xp, dtype, (grad_output,) = float_inputs(op, grad_output=grad_output)
+    unbatched = len(input_shape) == dims + 1
+    if grad_output.ndim != len(input_shape):
+        raise ValueError(f"{op}: grad_output of shape {tuple(grad_output.shape)} and input_shape "
+                         f"{input_shape} must have the same number of dimensions")
+    if unbatched:
+        return xp, dtype, grad_output[None], (1,) + input_shape, True
+    return xp, dtype, grad_output, input_shape, False
+
+
+def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode):
+    op = f"max_pool{dims}d"
+    window = _pool_window(op, dims, kernel_size, stride, padding, dilation)
+    xp, dtype, x, unbatched = _pool_input(op, x, dims)
+    shape = _C.pool_output_shape("max", x.shape, *window, bool(ceil_mode))
+    y = xp.empty(shape, dtype=dtype)
+    indices = xp.empty(shape, dtype=np.int64)
+    _C.max_pool_forward(x, y, indices, *window, bool(ceil_mode))
+    return (y[0], indices[0]) if unbatched else (y, indices)
+
+
+def _max_pool_backward(dims, grad_output, indices, input_shape):
+    op = f"max_pool{dims}d_backward"
+    xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
+    indices = _as_array(indices, xp, op, "indices")
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{op}: indices must be integers (as returned by max_pool{dims}d), got "
+                        f"dtype {indices.dtype}")
+    indices = contiguous(xp, indices, np.int64)
+    if unbatched:
+        indices = indices[None]
+    if tuple(indices.shape) != tuple(grad_output.shape):
+        raise ValueError(f"{op}: indices of shape {tuple(indices.shape)} and grad_output of shape "
+                         f"{tuple(grad_output.shape)} must match")
+    grad_input = xp.empty(input_shape, dtype=dtype)
+    _C.max_pool_backward(grad_output, indices, grad_input)
+    return grad_input[0] if unbatched else grad_input
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Maximum over sliding windows along the last axis (PyTorch's F.max_pool1d).
+
+    Shape: x (N, C, L) or (C, L) -> (y, indices), both (N, C, L_out) or (C, L_out) with
+    L_out = floor((L + 2 padding - dilation (kernel_size - 1) - 1) / stride) + 1 (ceil with
+    ceil_mode). indices (int64) holds the position l of each maximum, for max_pool1d_backward.
+    """
+    return _max_pool(1, x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Maximum over sliding 2-D windows (PyTorch's F.max_pool2d with return_indices=True).
+
+    Shape: x (N, C, H, W) or (C, H, W) -> (y, indices), both (N, C, H_out, W_out) (or
+    unbatched), each output size as in max_pool1d. indices (int64) holds h * W + w of each
+    maximum within its input plane, for max_pool2d_backward.
+
+    Example:
+        >>> y, idx = max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2)
+        >>> y[0, 0], idx[0, 0]
+        (array([[ 5.,  7.], [13., 15.]]), array([[ 5,  7], [13, 15]]))
+    """
+    return _max_pool(2, x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool1d_backward(grad_output, indices, input_shape):
+    """Gradient of max_pool1d: each grad_output element goes to the input position in
+    `indices`; positions that are the maximum of several windows get the sum.
+
+    Shape: grad_output and indices (N, C, L_out), input_shape (N, C, L) -> (N, C, L)
+    (or all unbatched).
+    """
+    return _max_pool_backward(1, grad_output, indices, input_shape)
+
+
+def max_pool2d_backward(grad_output, indices, input_shape):
+    """Gradient of max_pool2d (see max_pool1d_backward).
+
+    Shape: grad_output and indices (N, C, H_out, W_out), input_shape (N, C, H, W) ->
+    (N, C, H, W) (or all unbatched).
+    """
+    return _max_pool_backward(2, grad_output, indices, input_shape)
+
+
+def _divisor_override(op, divisor_override):
+    if divisor_override is None:
+        return 0
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
+        raise TypeError(f"{op}: divisor_override must be a positive int or None, got {divisor_override!r}")
+    if divisor_override <= 0:
+        raise ValueError(f"{op}: divisor_override must be positive, got {divisor_override}")
+    return int(divisor_override)
+
+
+def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    op = f"avg_pool{dims}d"
+    kernel, stride, padding, _ = _pool_window(op, dims, kernel_size, stride, padding)
+    divisor = _divisor_override(op, divisor_override)
+    xp, dtype, x, unbatched = _pool_input(op, x, dims)
+    shape = _C.pool_output_shape("avg", x.shape, kernel, stride, padding, (1,) * dims, bool(ceil_mode))
+    y = xp.empty(shape, dtype=dtype)
+    _C.avg_pool_forward(x, y, kernel, stride, padding, bool(ceil_mode), bool(count_include_pad), divisor)
+    return y[0] if unbatched else y
+
+
+def _avg_pool_backward(dims, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
+                       count_include_pad, divisor_override):
+    op = f"avg_pool{dims}d_backward"
+    kernel, stride, padding, _ = _pool_window(op, dims, kernel_size, stride, padding)
+    divisor = _divisor_override(op, divisor_override)
+    xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
+    grad_input = xp.empty(input_shape, dtype=dtype)
+    _C.avg_pool_backward(grad_output, grad_input, kernel, stride, padding, bool(ceil_mode),
+                         bool(count_include_pad), divisor)
+    return grad_input[0] if unbatched else grad_input
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Mean over sliding windows along the last axis (PyTorch's F.avg_pool1d).
+
+    With count_include_pad (the default) the zero padding counts in each window's size;
+    without, only the input elements do.
+
+    Shape: x (N, C, L) or (C, L) -> (N, C, L_out) or (C, L_out), L_out as in max_pool1d
+    with dilation 1.
+    """
+    return _avg_pool(1, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over sliding 2-D windows (PyTorch's F.avg_pool2d); divisor_override, when given,
+    replaces every window's size as the divisor.
+
+    Shape: x (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or (C, H_out, W_out).
+    """
+    return _avg_pool(2, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True):
+    """Gradient of avg_pool1d (same window arguments): each grad_output element is spread
+    evenly over its window.
+
+    Shape: grad_output (N, C, L_out), input_shape (N, C, L) -> (N, C, L) (or unbatched).
+    """
+    return _avg_pool_backward(1, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, None)
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Gradient of avg_pool2d (same window arguments).
+
+    Shape: grad_output (N, C, H_out, W_out), input_shape (N, C, H, W) -> (N, C, H, W)
+    (or unbatched).
+    """
+    return _avg_pool_backward(2, grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, divisor_override)
+
+
+def _adaptive_output_size(op, output_size, spatial_shape):
+    """output_size (an int, or a tuple whose None entries keep the input's size) as a tuple."""
+    dims = len(spatial_shape)
+    sizes = (output_size,) * dims if output_size is None or isinstance(output_size, (int, np.integer)) \
+        else output_size
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(f"{op}: output_size must be an int or a tuple of {dims}, got {output_size!r}") from None
+    if len(sizes) != dims or any(s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)))
+                                 for s in sizes):
+        raise TypeError(f"{op}: output_size must be an int or a tuple of {dims} ints (or None), "
+                        f"got {output_size!r}")
+    sizes = tuple(int(n) if s is None else int(s) for s, n in zip(sizes, spatial_shape))
+    if min(sizes) < 1:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
+    return sizes
+
+
+def _adaptive_avg_pool(dims, x, output_size):
+    op = f"adaptive_avg_pool{dims}d"
+    xp, dtype, x, unbatched = _pool_input(op, x, dims)
+    sizes = _adaptive_output_size(op, output_size, x.shape[2:])
+    y = xp.empty(tuple(x.shape[:2]) + sizes, dtype=dtype)
+    _C.adaptive_avg_pool_forward(x, y)
+    return y[0] if unbatched else y
+
+
+def _adaptive_avg_pool_backward(dims, grad_output, input_shape):
+    op = f"adaptive_avg_pool{dims}d_backward"
+    xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
+    grad_input = xp.empty(input_shape, dtype=dtype)
+    _C.adaptive_avg_pool_backward(grad_output, grad_input)
+    return grad_input[0] if unbatched else grad_input
+
+
+def adaptive_avg_pool1d(x, output_size):
+    """Mean over output_size bins along the last axis (PyTorch's F.adaptive_avg_pool1d): bin i
+    covers floor(i L / L_out) .. ceil((i + 1) L / L_out) - 1, so bins overlap when L_out does
+    not divide L. output_size=1 is global average pooling.
+
+    Shape: x (N, C, L) or (C, L) -> (N, C, output_size) or (C, output_size).
+    """
+    return _adaptive_avg_pool(1, x, output_size)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Mean over an output_size grid of bins (PyTorch's F.adaptive_avg_pool2d; bins per axis
+    as in adaptive_avg_pool1d). output_size is an int, or (H_out, W_out) where None keeps
+    the input's size.
+
+    Shape: x (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or (C, H_out, W_out).
+    """
+    return _adaptive_avg_pool(2, x, output_size)
+
+
+def adaptive_avg_pool1d_backward(grad_output, input_shape):
+    """Gradient of adaptive_avg_pool1d: each grad_output element spread evenly over its bin.
+
+    Shape: grad_output (N, C, L_out), input_shape (N, C, L) -> (N, C, L) (or unbatched).
+    """
+    return _adaptive_avg_pool_backward(1, grad_output, input_shape)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape):
+    """Gradient of adaptive_avg_pool2d.
+
+    Shape: grad_output (N, C, H_out, W_out), input_shape (N, C, H, W) -> (N, C, H, W)
+    (or unbatched).
+    """
+    return _adaptive_avg_pool_backward(2, grad_output, input_shape)
+
+
+# --- batch normalisation -------------------------------------------------------------------
+# PyTorch's batch norm over axis 1 of x (N, C, *): each channel is normalised over its
+# N * prod(*) values. Training mode uses the batch mean and biased variance, and updates
+# running_mean / running_var IN PLACE (the variance unbiased, n / (n - 1)) with
+# running = (1 - momentum) * running + momentum * batch. Evaluation mode uses the running
+# statistics. Both return the statistics they used, (mean, 1 / sqrt(var + eps)), which
+# batch_norm_backward takes. momentum=None (a cumulative average) is the layer's business:
+# nn.BatchNorm* passes momentum = 1 / num_batches_tracked.
+
+
+def _running_stat(op, name, a, dtype, xp, in_place):
+    """A running statistic in the computation dtype: the array itself when it can be updated
+    in place, else a converted copy (copied back after the update when in_place)."""
+    if a is None:
+        return None, False
+    if in_place:
+        if not (isinstance(a, np.ndarray) or is_cuda_array(a)):
+            raise TypeError(f"{op}: {name} must be a NumPy or CuPy array (it is updated in place "
+                            f"when training), got {type(a).__name__}")
+        if not getattr(a.flags, "writeable", True):
+            raise ValueError(f"{op}: {name} is read-only but it is updated in place when training")
+    a = _as_array(a, xp, op, name)
+    check_float_dtype(a.dtype, op, name)
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a, False
+    return contiguous(xp, a, dtype), in_place
+
+
+def _momentum_argument(op, momentum):
+    if momentum is None:
+        raise TypeError(f"{op}: momentum must be a number; momentum=None (cumulative average) "
+                        "is handled by nn.BatchNorm*, which passes 1 / num_batches_tracked")
+    return float(momentum)
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation: (x - mean) / sqrt(var + eps) * weight + bias per channel (axis 1).
+
+    training=True: mean and (biased) var are the batch's, over every axis but 1; running_mean
+    and running_var, when given, are updated in place (see above; var unbiased). Needs more
+    than one value per channel. training=False: running_mean and running_var are required
+    and used. weight and bias (C,) are optional (1 and 0). The statistics are computed in
+    the dtype of x (float64 if x, weight or bias is float64); running statistics of another
+    dtype are converted, and written back to their own dtype after the update.
+
+    Shape: x (N, C, *), the rest (C,) -> (y (N, C, *), saved_mean (C,), saved_invstd (C,)).
+    Pass x, saved_mean, saved_invstd, weight and the same `training` to batch_norm_backward.
+    """
+    op = "batch_norm"
+    training = bool(training)
+    momentum = _momentum_argument(op, momentum)
+    xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x of shape {tuple(x.shape)} must have at least 2 dimensions "
+                         "(N, C, ...): channels are axis 1")
+    stats = [_running_stat(op, name, a, dtype, xp, in_place=training)
+             for name, a in (("running_mean", running_mean), ("running_var", running_var))]
+    (mean_work, mean_copied), (var_work, var_copied) = stats
+    channels = x.shape[1]
+    y = xp.empty(x.shape, dtype=dtype)
+    saved_mean = xp.empty((channels,), dtype=dtype)
+    saved_invstd = xp.empty((channels,), dtype=dtype)
+    _C.batch_norm_forward(x, y, weight, bias, mean_work, var_work, saved_mean, saved_invstd,
+                          training, momentum, float(eps))
+    if mean_copied:
+        running_mean[...] = mean_work
+    if var_copied:
+        running_var[...] = var_work
+    return y, saved_mean, saved_invstd
+
+
+def batch_norm_backward(grad_output, x, saved_mean, saved_invstd, weight=None, training=False):
+    """Gradients of batch_norm with respect to x, weight and bias.
+
+    With x_hat = (x - saved_mean) * saved_invstd and sums over every axis but 1 (n values
+    per channel): grad_bias = sum(grad_output), grad_weight = sum(grad_output * x_hat);
+    training=True differentiates through the batch statistics,
+    grad_x = weight * saved_invstd * (grad_output - grad_bias / n - x_hat * grad_weight / n);
+    training=False treats them as constants, grad_x = weight * saved_invstd * grad_output.
+
+    Shape: grad_output and x (N, C, *), saved_mean, saved_invstd, weight (C,) ->
+    (grad_x (N, C, *), grad_weight (C,), grad_bias (C,)).
+    """
+    op = "batch_norm_backward"
+    xp, dtype, (grad_output, x, saved_mean, saved_invstd, weight) = float_inputs(
+        op, grad_output=grad_output, x=x, saved_mean=saved_mean, saved_invstd=saved_invstd, weight=weight)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x of shape {tuple(x.shape)} must have at least 2 dimensions "
+                         "(N, C, ...): channels are axis 1")
+    channels = x.shape[1]
+    grad_x = xp.empty(x.shape, dtype=dtype)
+    grad_weight = xp.empty((channels,), dtype=dtype)
+    grad_bias = xp.empty((channels,), dtype=dtype)
+    _C.batch_norm_backward(grad_output, x, saved_mean, saved_invstd, weight, grad_x, grad_weight,
+                           grad_bias, bool(training))
+    return grad_x, grad_weight, grad_bias

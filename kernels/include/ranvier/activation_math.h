@@ -1,6 +1,8 @@
 // The activation formulas, one place for the CPU and CUDA kernels. Each returns one value;
 // the kernels map them over arrays.
 #pragma once
+#include <type_traits>
+
 #include "ranvier/activations.h"
 #include "ranvier/math.h"
 
@@ -40,7 +42,7 @@ RANVIER_HD T activation_value(Activation act, T x, T alpha) {
 template <typename T>
 RANVIER_HD T activation_grad(Activation act, T saved, T dy, T alpha) {
   switch (act) {
-    case Activation::ReLU: return saved > T(0) ? dy : T(0);
+    case Activation::ReLU: return saved <= T(0) ? T(0) : dy;  // NaN input: dy, as PyTorch
     case Activation::LeakyReLU: return saved > T(0) ? dy : alpha * dy;
     case Activation::Sigmoid: return dy * saved * (T(1) - saved);
     case Activation::Tanh: return dy * (T(1) - saved * saved);
@@ -59,6 +61,21 @@ RANVIER_HD T activation_grad(Activation act, T saved, T dy, T alpha) {
     }
   }
   return dy;
+}
+
+// Calls f(std::integral_constant<Activation, act>{}): the kernels take the activation as a
+// template argument, so the switch in activation_value() folds away at compile time and
+// each loop is a plain, vectorisable map.
+template <typename F>
+void dispatch_activation(Activation act, F&& f) {
+  switch (act) {
+    case Activation::ReLU: return f(std::integral_constant<Activation, Activation::ReLU>{});
+    case Activation::LeakyReLU: return f(std::integral_constant<Activation, Activation::LeakyReLU>{});
+    case Activation::Sigmoid: return f(std::integral_constant<Activation, Activation::Sigmoid>{});
+    case Activation::Tanh: return f(std::integral_constant<Activation, Activation::Tanh>{});
+    case Activation::GELU: return f(std::integral_constant<Activation, Activation::GELU>{});
+    case Activation::GELUTanh: return f(std::integral_constant<Activation, Activation::GELUTanh>{});
+  }
 }
 
 }  // namespace ranvier

@@ -9,6 +9,10 @@ from .linear import Flatten, Identity, Linear
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module
 from .parameter import Parameter
+# convolution issue: pooling and batch normalisation
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d,
+                      MaxPool2d)
 
 __all__ = [
     "functional", "init", "Module", "Parameter",
@@ -17,4 +21,8 @@ __all__ = [
     "Dropout", "Sequential",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "Conv1d", "Conv2d",
+]
+__all__ += [
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+    "BatchNorm1d", "BatchNorm2d",
 ]

@@ -52,3 +52,15 @@ def dim(layer: str, name: str, value) -> int:
         raise TypeError(f"{layer}: {name} must be an integer, got {value!r} "
                         f"({type(value).__name__})")
     return int(value)
+
+
+def window(layer: str, name: str, value, dims: int, minimum: int):
+    """A pooling window argument: an int or a tuple of `dims` ints, each >= minimum.
+    Returned unchanged (layers show it in repr as given, like PyTorch)."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if (not values or len(values) not in (1, dims)
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values)):
+        raise TypeError(f"{layer}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value!r}")
+    return tuple(int(v) for v in value) if isinstance(value, list) else value

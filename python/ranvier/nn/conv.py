@@ -19,21 +19,11 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def _spatial_tuple(layer: str, name: str, value, spatial: int, minimum: int) -> tuple:
-    """An int or `spatial` ints as a tuple, each at least `minimum` (PyTorch's _pair/_single)."""
-    values = (value,) * spatial if isinstance(value, numbers.Integral) else value
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise TypeError(f"{layer}: {name} must be an int or a tuple of {spatial} ints, "
-                        f"got {value!r}") from None
-    if len(values) != spatial or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                     for v in values):
-        raise TypeError(f"{layer}: {name} must be an int or a tuple of {spatial} ints, "
-                        f"got {value!r}")
-    if any(v < minimum for v in values):
-        kind = "non-negative" if minimum == 0 else "positive"
-        raise ValueError(f"{layer}: {name} must be {kind}, got {values}")
-    return tuple(int(v) for v in values)
+    """An int or `spatial` ints (or one int in a tuple), each >= minimum, as a tuple of
+    `spatial` ints: PyTorch's _single/_pair, shown that way in repr."""
+    value = check.window(layer, name, value, spatial, minimum)
+    values = (value,) if isinstance(value, numbers.Integral) else tuple(value)
+    return tuple(int(v) for v in values) * (spatial if len(values) == 1 else 1)
 
 
 class _ConvNd(Module):

@@ -467,3 +467,181 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100,
     if reduction == "none":
         loss = loss.reshape(target.shape)
     return loss
+
+
+# --- pooling -----------------------------------------------------------------------------
+# One Function per pooling kind. The kernels handle 1-D and 2-D alike (the rank of the
+# input tells them apart); unbatched inputs (C, L) / (C, H, W) are handled by ops.
+
+__all__ += ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+            "adaptive_avg_pool2d", "batch_norm"]
+
+
+class _MaxPool(Function):
+    # x (N, C, *in) -> y (N, C, *out); the arg-max indices are kept for backward
+    @staticmethod
+    def forward(ctx, x, dims, window, indices_out):
+        forward = ops.max_pool1d if dims == 1 else ops.max_pool2d
+        y, indices = forward(x, *window)
+        ctx.save_for_backward(indices)
+        ctx.dims, ctx.input_shape = dims, tuple(x.shape)
+        indices_out.append(indices)  # for return_indices (ctx is not kept without a graph)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (indices,) = ctx.saved_arrays
+        backward = ops.max_pool1d_backward if ctx.dims == 1 else ops.max_pool2d_backward
+        return backward(grad, indices, ctx.input_shape), None, None, None
+
+
+def _max_pool(dims, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    _check_tensor(f"max_pool{dims}d", "input", input)
+    indices = []
+    output = _MaxPool.apply(input, dims, (kernel_size, stride, padding, dilation, bool(ceil_mode)), indices)
+    return (output, Tensor._from_array(indices[0])) if return_indices else output
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Maximum over sliding windows along the last axis.
+
+    Shape: input (N, C, L) or (C, L) -> (N, C, L_out) or (C, L_out), with
+    L_out = floor((L + 2 padding - dilation (kernel_size - 1) - 1) / stride) + 1 (ceil with
+    ceil_mode). stride defaults to kernel_size; padding <= kernel_size / 2. With
+    return_indices, also the int64 positions of the maxima (not differentiable).
+    """
+    return _max_pool(1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Maximum over sliding 2-D windows; arguments are ints or (h, w) pairs.
+
+    Shape: input (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or unbatched, each size as
+    in max_pool1d. With return_indices, also the int64 flat positions h * W + w of the maxima.
+
+    Example:
+        >>> F.max_pool2d(ranvier.randn(8, 3, 28, 28), 2).shape
+        (8, 3, 14, 14)
+    """
+    return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+class _AvgPool(Function):
+    @staticmethod
+    def forward(ctx, x, dims, window):
+        ctx.dims, ctx.window, ctx.input_shape = dims, window, tuple(x.shape)
+        if dims == 1:
+            return ops.avg_pool1d(x, *window[:5])
+        return ops.avg_pool2d(x, *window)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.dims == 1:
+            return ops.avg_pool1d_backward(grad, ctx.input_shape, *ctx.window[:5]), None, None
+        return ops.avg_pool2d_backward(grad, ctx.input_shape, *ctx.window), None, None
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """Mean over sliding windows along the last axis; with count_include_pad (default) the
+    zero padding counts in each window's size.
+
+    Shape: input (N, C, L) or (C, L) -> (N, C, L_out) or (C, L_out), L_out as in max_pool1d.
+    """
+    _check_tensor("avg_pool1d", "input", input)
+    return _AvgPool.apply(input, 1, (kernel_size, stride, padding, bool(ceil_mode),
+                                     bool(count_include_pad), None))
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None) -> Tensor:
+    """Mean over sliding 2-D windows; divisor_override, when given, replaces the window size
+    as the divisor.
+
+    Shape: input (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or (C, H_out, W_out).
+    """
+    _check_tensor("avg_pool2d", "input", input)
+    return _AvgPool.apply(input, 2, (kernel_size, stride, padding, bool(ceil_mode),
+                                     bool(count_include_pad), divisor_override))
+
+
+class _AdaptiveAvgPool(Function):
+    @staticmethod
+    def forward(ctx, x, dims, output_size):
+        ctx.dims, ctx.input_shape = dims, tuple(x.shape)
+        return (ops.adaptive_avg_pool1d if dims == 1 else ops.adaptive_avg_pool2d)(x, output_size)
+
+    @staticmethod
+    def backward(ctx, grad):
+        backward = ops.adaptive_avg_pool1d_backward if ctx.dims == 1 else ops.adaptive_avg_pool2d_backward
+        return backward(grad, ctx.input_shape), None, None
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """Mean over output_size bins along the last axis (bin i covers floor(i L / L_out) ..
+    ceil((i + 1) L / L_out) - 1); output_size=1 is global average pooling.
+
+    Shape: input (N, C, L) or (C, L) -> (N, C, output_size) or (C, output_size).
+    """
+    _check_tensor("adaptive_avg_pool1d", "input", input)
+    return _AdaptiveAvgPool.apply(input, 1, output_size)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Mean over an output_size grid of bins: an int, or (H_out, W_out) where None keeps the
+    input's size.
+
+    Shape: input (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) or (C, H_out, W_out).
+    """
+    _check_tensor("adaptive_avg_pool2d", "input", input)
+    return _AdaptiveAvgPool.apply(input, 2, output_size)
+
+
+# --- batch normalisation -----------------------------------------------------------------
+
+class _BatchNorm(Function):
+    # x (N, C, *), weight/bias (C) or None; running stats (C) arrays, updated in place when training
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        y, mean, invstd = ops.batch_norm(x, running_mean, running_var, weight, bias,
+                                         training=training, momentum=momentum, eps=eps)
+        ctx.save_for_backward(x, mean, invstd, weight)
+        ctx.training, ctx.has_weight, ctx.has_bias = training, weight is not None, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, invstd, weight = ctx.saved_arrays
+        grad_x, grad_weight, grad_bias = ops.batch_norm_backward(grad, x, mean, invstd, weight,
+                                                                 training=ctx.training)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        return ((grad_x if need_x else None), (grad_weight if need_w and ctx.has_weight else None),
+                (grad_bias if need_b and ctx.has_bias else None), None, None, None, None, None)
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (axis 1) to zero mean and unit variance, then scale by weight
+    and shift by bias.
+
+    training=True uses the batch's statistics (more than one value per channel needed) and
+    updates running_mean / running_var in place when given (the variance unbiased):
+    running = (1 - momentum) * running + momentum * batch. training=False uses
+    running_mean and running_var (required). The running statistics are arrays (or
+    Tensors, whose arrays are used); they are not differentiated.
+
+    Shape: input (N, C, *), running_mean, running_var, weight, bias (C,) -> input's shape.
+    """
+    op = "batch_norm"
+    _check_tensor(op, "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: input of shape {input.shape} must have at least 2 dimensions "
+                         "(N, C, ...): channels are axis 1")
+    if training and input.numel() // max(input.shape[1], 1) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{tuple(input.shape)}")
+    return _BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var),
+                            bool(training), momentum, eps)

@@ -1,0 +1,61 @@
+// Max, average and adaptive average pooling over 2-D planes, forward and backward.
+//
+// Arrays are contiguous (planes, H, W), where planes = N * C: every plane is pooled on its
+// own, so the kernels know nothing of batch or channels. 1-D pooling is the 2-D case with
+// H = 1 (kernel 1, stride 1, padding 0 along H): the binding maps (N, C, L) onto it.
+#pragma once
+#include "ranvier/common.h"
+
+namespace ranvier {
+
+// Where the pooling windows lie. The binding computes out_h/out_w (PyTorch's formula,
+// ceil_mode included) and checks every field; the kernels trust them.
+// Output row oh covers input rows oh * stride_h - pad_h + i * dilation_h, i < kernel_h
+// (likewise for columns); rows outside [0, in_h) are padding.
+struct Pool2dGeometry {
+  int64_t planes = 0;              // N * C
+  int64_t in_h = 0, in_w = 0;
+  int64_t out_h = 0, out_w = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;  // max pooling only; average pooling uses 1
+};
+
+namespace cpu {
+
+// x (planes, in_h, in_w) -> y (planes, out_h, out_w) and indices (planes, out_h, out_w):
+// the arg-max of each window as the flat index h * in_w + w within its input plane. The
+// first maximum wins a tie; a NaN in the window wins over every number (as PyTorch).
+template <typename T>
+void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices);
+// dy (planes, out_h, out_w), indices from the forward -> dx (planes, in_h, in_w): each
+// gradient goes to its window's arg-max; overlapping windows accumulate. dx is overwritten.
+template <typename T>
+void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int64_t* indices, T* dx);
+
+// x (planes, in_h, in_w) -> y (planes, out_h, out_w): the mean over each window. The divisor
+// is divisor_override when > 0; else the window's size clipped to the padded input when
+// count_include_pad (PyTorch's default), or to the input itself when not.
+template <typename T>
+void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, int64_t divisor_override,
+                        const T* x, T* y);
+// dy (planes, out_h, out_w) -> dx (planes, in_h, in_w), overwritten.
+template <typename T>
+void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, int64_t divisor_override,
+                         const T* dy, T* dx);
+
+// x (planes, in_h, in_w) -> y (planes, out_h, out_w): output (i, j) is the mean over rows
+// floor(i * in_h / out_h) .. ceil((i + 1) * in_h / out_h) - 1 and likewise for columns
+// (PyTorch's bins; they overlap when the sizes do not divide).
+template <typename T>
+void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
+                                 int64_t out_w, const T* x, T* y);
+// dy (planes, out_h, out_w) -> dx (planes, in_h, in_w), overwritten.
+template <typename T>
+void adaptive_avg_pool2d_backward(int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
+                                  int64_t out_w, const T* dy, T* dx);
+
+}  // namespace cpu
+
+}  // namespace ranvier
