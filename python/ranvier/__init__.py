@@ -12,6 +12,9 @@ from . import nn
 from . import optim
 from .serialization import load, load_metadata, save
 
+# --- data helpers and metrics (issue 3: sequences for the DNA example; ROC AUC) ---
+from . import data, metrics
+
 # dtypes, as PyTorch spells them (they are NumPy dtypes: tensor.dtype == ranvier.float32)
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
