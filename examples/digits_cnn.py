@@ -75,7 +75,7 @@ def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:
                                for i in range(0, len(x), batch_size)])
 
 
-def run(epochs: int = 20, train_size: int | None = None, batch_size: int = 32, lr: float = 2e-3,
+def run(epochs: int = 10, train_size: int | None = None, batch_size: int = 32, lr: float = 2e-3,
         seed: int = 0, log=print) -> dict:
     """Train and evaluate; returns {'accuracy', 'train_loss', 'n_train', 'n_test', 'seconds'}."""
     started = time.perf_counter()
@@ -97,7 +97,7 @@ def run(epochs: int = 20, train_size: int | None = None, batch_size: int = 32, l
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-size", type=int, default=None,
                         help="train on the first N training images only")
     parser.add_argument("--seed", type=int, default=0)

@@ -6,6 +6,7 @@ Examples whose data package is not installed are skipped (their data-missing mes
 """
 
 import importlib.util
+import os
 import pathlib
 
 import numpy as np
@@ -59,9 +60,9 @@ def test_digits_split_is_stratified_and_disjoint():
 
 
 def test_digits_pipeline_small_slice():
-    metrics = digits_cnn.run(epochs=3, train_size=400, log=quiet)
-    assert metrics["n_train"] == 400 and metrics["n_test"] == 450
-    # 10 classes: chance is 0.1. A CNN trained briefly on 400 images does far better.
+    metrics = digits_cnn.run(epochs=2, train_size=300, log=quiet)
+    assert metrics["n_train"] == 300 and metrics["n_test"] == 450
+    # 10 classes: chance is 0.1. Two epochs on 300 images reach about 0.8 (0.78-0.87, seeds 0-2).
     assert 0.5 < metrics["accuracy"] <= 1.0
     assert np.isfinite(metrics["train_loss"])
 
@@ -131,7 +132,9 @@ def test_nuclei_pipeline_small_slice():
                              log=quiet)
     assert metrics["n_train"] == 400 and metrics["n_test"] == 200
     assert 0.0 <= metrics["accuracy"] <= 1.0
-    assert 0.8 < metrics["roc_auc"] <= 1.0      # nuclei are bright: even a short run sees it
+    # Nuclei are bright: even a short run ranks well (0.94-0.99, seeds 0-2), although its
+    # accuracy can still be 0.5 while the batch-norm running statistics settle.
+    assert 0.8 < metrics["roc_auc"] <= 1.0
     assert 0.9 < metrics["intensity_roc_auc"] <= 1.0
 
 
@@ -167,8 +170,38 @@ def test_dna_sequences_from_janggu_files():
 
 @needs_janggu
 def test_dna_pipeline_small_slice():
-    metrics = dna_motif_cnn.run(epochs=2, train_size=800, log=quiet)
-    assert metrics["n_train"] == 800 and metrics["n_test"] == 200
+    metrics = dna_motif_cnn.run(epochs=2, train_size=400, log=quiet)
+    assert metrics["n_train"] == 400 and metrics["n_test"] == 200
     assert 0.0 <= metrics["accuracy"] <= 1.0
-    assert 0.0 <= metrics["roc_auc"] <= 1.0
+    # Chance is 0.5; two epochs on 400 peaks give about 0.77 (seeds 0-2).
+    assert 0.6 < metrics["roc_auc"] <= 1.0
     assert np.isfinite(metrics["train_loss"])
+
+
+# ------------------------------------------------------------------------- the full figures
+
+full_runs = pytest.mark.skipif(
+    not os.environ.get("RANVIER_FULL_EXAMPLES"),
+    reason="full example runs take minutes on 2 cores; set RANVIER_FULL_EXAMPLES=1")
+
+
+@full_runs
+def test_digits_full_figure():
+    assert digits_cnn.run(log=quiet)["accuracy"] >= 0.97
+
+
+@full_runs
+@needs_stardist
+def test_nuclei_full_figure():
+    metrics = nuclei_cnn.run(log=quiet)
+    # The CNN ranks at least as well as the brightness of the centre pixel alone.
+    assert metrics["roc_auc"] >= metrics["intensity_roc_auc"]
+    assert metrics["accuracy"] >= 0.9
+
+
+@full_runs
+@needs_janggu
+def test_dna_full_figure():
+    metrics = dna_motif_cnn.run(log=quiet)
+    # janggu's own single-strand example reaches about 0.85 accuracy on these files.
+    assert metrics["accuracy"] >= 0.85 and metrics["roc_auc"] >= 0.9
