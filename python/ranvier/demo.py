@@ -20,8 +20,9 @@ import numpy as np
 
 import ranvier
 from ranvier import nn
+from ranvier.metrics import roc_auc_score
 
-__all__ = ["run_demo", "load_tumours", "roc_auc"]
+__all__ = ["run_demo", "load_tumours"]
 
 # In scikit-learn's copy of the data, target 0 is malignant and 1 benign.
 MALIGNANT = 0
@@ -48,35 +49,6 @@ def load_tumours(seed: int = 0, test_size: float = 0.25):
             list(data.feature_names))
 
 
-def roc_auc(scores, is_positive) -> float:
-    """Area under the ROC curve: the chance that a random positive scores above a random negative.
-
-    Computed as the Mann-Whitney U statistic from the ranks of the scores, ties counting half.
-    scores (N,) float, is_positive (N,) bool; needs at least one positive and one negative.
-    """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    is_positive = np.asarray(is_positive, dtype=bool).ravel()
-    if scores.shape != is_positive.shape:
-        raise ValueError(f"roc_auc: scores have shape {scores.shape} but labels {is_positive.shape}")
-    n_pos = int(is_positive.sum())
-    n_neg = is_positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"roc_auc: needs both classes, got {n_pos} positives and {n_neg} negatives")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("roc_auc: scores contain NaN or infinity")
-    # Ranks 1..N of the sorted scores; a run of tied scores all get the mean of its ranks.
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    run_starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    run_ends = np.r_[run_starts[1:], scores.size]  # exclusive
-    mean_rank_of_run = (run_starts + 1 + run_ends) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(scores.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank_of_run, run_ends - run_starts)
-    rank_sum_pos = ranks[is_positive].sum()
-    u_statistic = rank_sum_pos - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
-
-
 def _softmax_rows(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -99,7 +71,7 @@ def _evaluate(model, x_test, y_test):
     model.train()
     probabilities = _softmax_rows(logits)
     accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
-    auc = roc_auc(probabilities[:, MALIGNANT], y_test == MALIGNANT)
+    auc = roc_auc_score(y_test == MALIGNANT, probabilities[:, MALIGNANT])
     return accuracy, auc
 
 
