@@ -72,17 +72,41 @@ def _random(rng, *shape):
 
 # --- matmul -------------------------------------------------------------------------------
 
+def _fma_peak_gflops(quick: bool):
+    """This machine's float32 FMA peak (GFLOP/s) on the threads ranvier uses, measured by
+    _C.cpu_fma_peak_gflops (vector FMA chains in the GEMM path's instruction set), best of 3;
+    None where the build lacks it."""
+    import os
+
+    import ranvier
+
+    peak = getattr(ranvier._C, "cpu_fma_peak_gflops", None)
+    if peak is None:
+        return None
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    return max(peak(threads, 2_000_000 if quick else 20_000_000) for _ in range(3))
+
+
 def matmul(quick: bool, timer) -> list[Row]:
     ranvier_matmul = _ops_function("matmul")
     rng = np.random.default_rng(0)
     rows = []
+    # GEMM GFLOP/s as a fraction of the measured FMA peak, in each row's note.
+    peak = _fma_peak_gflops(quick)
     for n in ((16, 33) if quick else (64, 128, 256, 512, 1024, 2048)):
         a, b = _random(rng, n, n), _random(rng, n, n)
         # float32 sums of n products: allow the rounding of a length-n dot product.
         note = _same(ranvier_matmul(a, b), a @ b, rtol=1e-4 * math.sqrt(n), atol=1e-4 * math.sqrt(n))
-        rows.append(Row("matmul", "matmul float32", f"{n}x{n} @ {n}x{n}",
-                        median_seconds(lambda: ranvier_matmul(a, b), timer), "numpy @",
-                        median_seconds(lambda: a @ b, timer), flops=2.0 * n ** 3, note=note))
+        row = Row("matmul", "matmul float32", f"{n}x{n} @ {n}x{n}",
+                  median_seconds(lambda: ranvier_matmul(a, b), timer), "numpy @",
+                  median_seconds(lambda: a @ b, timer), flops=2.0 * n ** 3, note=note)
+        if peak and not row.note:
+            import ranvier
+
+            row.note = (f"{row.gflops(row.ranvier_s) / peak:.0%} of FMA peak {peak:.0f} GFLOP/s "
+                        f"({ranvier.cpu_capabilities()['path']}); numpy "
+                        f"{row.gflops(row.peer_s) / peak:.0%}")
+        rows.append(row)
     return rows
 
 

@@ -1,4 +1,7 @@
-// _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight (CPU only).
+// _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight (CPU only),
+// _C.gemm (the BLAS-style kernel itself, with alpha and beta), and which GEMM path runs:
+// _C.cpu_gemm_path, _C.cpu_features, _C.gemm_blocking.
+#include <cmath>
 #include <string>
 
 #include "array_view.h"
@@ -173,6 +176,81 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
   });
 }
 
+// c (m, n) = alpha * op(a) @ op(b) + beta * c, in place; a (m, k) or (k, m) when trans_a,
+// b (k, n) or (n, k) when trans_b. beta == 0 overwrites c without reading it.
+void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, double beta,
+          bool trans_a, bool trans_b) {
+  const char* op = "gemm";
+  const ArrayView a = view_array(a_obj, op, "a");
+  const ArrayView b = view_array(b_obj, op, "b");
+  const ArrayView c = view_output(c_obj, op, "c");
+  require_cpu(a, op, "a");
+  require_cpu(b, op, "b");
+  require_cpu(c, op, "c");
+  check_float(a, op, "a");
+  check_same_dtype(a, b, op, "a", "b");
+  check_same_dtype(a, c, op, "a", "c");
+  check_ndim(a, 2, op, "a");
+  check_ndim(b, 2, op, "b");
+  check_ndim(c, 2, op, "c");
+  if (!std::isfinite(alpha)) fail_value(op, "alpha must be finite, got " + std::to_string(alpha));
+  if (!std::isfinite(beta)) fail_value(op, "beta must be finite, got " + std::to_string(beta));
+  const int64_t m = trans_a ? a.shape[1] : a.shape[0];
+  const int64_t k = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t k_b = trans_b ? b.shape[1] : b.shape[0];
+  const int64_t n = trans_b ? b.shape[0] : b.shape[1];
+  if (k != k_b) {
+    fail_value(op, "a " + a.shape_str() + (trans_a ? " (transposed)" : "") + " has " +
+                       std::to_string(k) + " columns but b " + b.shape_str() +
+                       (trans_b ? " (transposed)" : "") + " has " + std::to_string(k_b) + " rows");
+  }
+  check_shape(c, {m, n}, op, "c");
+  check_disjoint(c, a, op, "c", "a");
+  check_disjoint(c, b, op, "c", "b");
+  dispatch_float(a.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    cpu::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
+                 b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n);
+  });
+}
+
+py::dict cpu_features() {
+  const cpu::CpuFeatures f = cpu::cpu_features();
+  py::dict d;
+  d["avx2"] = f.avx2;
+  d["fma"] = f.fma;
+  d["avx512f"] = f.avx512f;
+  return d;
+}
+
+py::dict gemm_blocking(const std::string& dtype) {
+  cpu::GemmBlocking b;
+  if (dtype == "float32") {
+    b = cpu::gemm_blocking<float>();
+  } else if (dtype == "float64") {
+    b = cpu::gemm_blocking<double>();
+  } else {
+    fail_value("gemm_blocking", "dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  }
+  py::dict d;
+  d["mr"] = b.mr;
+  d["nr"] = b.nr;
+  d["mc"] = b.mc;
+  d["kc"] = b.kc;
+  d["nc"] = b.nc;
+  return d;
+}
+
+py::dict cache_sizes() {
+  const cpu::CacheSizes s = cpu::cache_sizes();
+  py::dict d;
+  d["l1d"] = s.l1d;
+  d["l2"] = s.l2;
+  d["l3"] = s.l3;
+  return d;
+}
+
 }  // namespace
 
 void bind_matmul(py::module_& m) {
@@ -188,6 +266,23 @@ void bind_matmul(py::module_& m) {
         py::arg("out_weight"), py::arg("out_bias"),
         "out_weight (out, in) = grad_output^T @ x; out_bias (out) = column sums of grad_output "
         "(skipped when None).");
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0,
+        py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
+        "c = alpha * op(a) @ op(b) + beta * c in place (2-D, contiguous, one float dtype); "
+        "beta == 0 overwrites c without reading it.");
+  m.def("cpu_gemm_path", &cpu::gemm_path,
+        "The GEMM micro-kernel path in use: 'avx512', 'avx2' or 'portable' (chosen at the first "
+        "GEMM from the CPU's features, or RANVIER_CPU_PATH).");
+  m.def("cpu_gemm_path_requested", &cpu::gemm_path_requested,
+        "RANVIER_CPU_PATH as read at the first GEMM ('' when unset).");
+  m.def("cpu_features", &cpu_features, "{'avx2', 'fma', 'avx512f'}: what the CPU and OS support.");
+  m.def("gemm_blocking", &gemm_blocking, py::arg("dtype"),
+        "GEMM micro-tile (mr, nr) and cache blocks (mc, kc, nc) for 'float32' or 'float64'.");
+  m.def("cpu_fma_peak_gflops", &cpu::fma_peak_gflops, py::arg("threads") = 1,
+        py::arg("iterations") = 20000000,
+        "Measured float32 FMA peak (GFLOP/s) with the GEMM path's instruction set, for "
+        "benchmarks.");
+  m.def("cpu_cache_sizes", &cache_sizes, "{'l1d', 'l2', 'l3'} in bytes as reported (0: unknown).");
 }
 
 }  // namespace ranvier::binding

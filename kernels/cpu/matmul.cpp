@@ -1,56 +1,240 @@
-// Matrix multiplication on the CPU: one blocked GEMM (Goto/BLIS structure in portable C++17)
-// and the ops built on it (batched matmul, linear forward and backward).
+// Matrix multiplication on the CPU: one blocked GEMM in the Goto/BLIS structure with SIMD
+// micro-kernels chosen at run time, and the ops built on it (batched matmul, linear forward
+// and backward).
 //
-// How gemm computes C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C:
+// How gemm computes C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, with the
+// chosen path's micro-tile MR x NR and the cache blocks MC, KC, NC (gemm_blocking):
 //
-//   1. C = beta * C once (zeros when beta == 0, never reading C), so every later step only
-//      accumulates C += alpha * (block products).
-//   2. loop jc over columns of C in blocks of kNC                     (B panel ~ L3)
-//        loop pc over the shared dimension in blocks of kKC
-//          pack_b_panel: op(B)[pc:pc+kc, jc:jc+nc] -> kNR-wide column strips, each stored
-//                        (kc, kNR) contiguous, zero-padded to a multiple of kNR columns
-//          parallel over kMR-row strips of C (parallel_for), each thread in blocks of kMC rows:
-//            pack_a_block: op(A)[ic:ic+mc, pc:pc+kc] -> kMR-tall row strips, each stored
-//                          (kc, kMR) contiguous, zero-padded to a multiple of kMR rows
-//            macro_kernel: for every (kMR row strip, kNR column strip) pair,
-//              micro_kernel: acc (kMR, kNR) = sum over p of a_strip[p] (kMR) x b_strip[p] (kNR)
-//              then C tile += alpha * acc (only the valid rows/columns at the edges)
+//   loop jc over columns of C in blocks of NC                         (B panel ~ L3)
+//     loop pc over the shared dimension in blocks of KC
+//       pack_b_panel: op(B)[pc:pc+kc, jc:jc+nc] -> NR-wide column strips, each stored
+//                     (kc, NR) contiguous, zero-padded to a multiple of NR columns; the
+//                     threads pack disjoint strips, then wait for each other
+//       each thread, over its share of MR-row strips of C (or, when C has too few rows to
+//       share, over its share of the NR-column strips), in blocks of MC rows:
+//         pack_a_block: op(A)[ic:ic+mc, pc:pc+kc] -> MR-tall row strips, each stored
+//                       (kc, MR) contiguous, zero-padded to a multiple of MR rows (~ L2)
+//         macro_kernel: for every NR column strip (its (kc, NR) piece of B stays in L1),
+//                       for every MR row strip: micro_kernel updates that C tile in registers
+//                       C tile = alpha * (A strip @ B strip) + beta' * C tile, where beta' is
+//                       beta for the first block of k and 1 after it (so beta == 0 never
+//                       reads C, which may hold NaN)
 //
-// Packing turns all four transpose combinations into the same inner kernel over contiguous
-// memory, and the zero padding lets the micro-kernel always run a full kMR x kNR tile
-// without edge branches. The micro-kernel's loops have compile-time bounds, so the compiler
-// unrolls them, keeps the accumulator tile in registers and vectorises the kNR loop with
-// whatever SIMD the baseline target has (SSE2 on x86-64; no -march flags). A BLIS-style
-// SIMD micro-kernel can later replace micro_kernel behind this same gemm().
+// Packing turns all four transpose combinations into the same kernel over contiguous memory,
+// and the zero padding lets the micro-kernel always compute a full MR x NR tile; only its
+// store is cut at the edges. The micro-kernels (gemm_micro_kernels.h) are AVX-512, AVX2+FMA
+// (gemm_avx512.cpp, gemm_avx2.cpp: target attributes, never -march) and the portable C++ one
+// below; gemm_path() tells which one runs.
 #include "ranvier/matmul.h"
 
-#include <algorithm>
-#include <vector>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "gemm_micro_kernels.h"
 #include "parallel.h"
 
 namespace ranvier::cpu {
 
+namespace gk = gemm_kernels;
+
+// --- the portable micro-kernel (any CPU) ----------------------------------------------------
+
+namespace gemm_kernels::portable {
+
+// The loops have compile-time bounds, so the compiler unrolls them, keeps the accumulator
+// tile in registers through the k loop and vectorises the NR loop with the baseline SIMD
+// (SSE2 on x86-64).
+template <typename T>
+inline void micro_kernel_impl(int64_t kc, const T* a_strip, const T* b_strip, T* c,
+                              int64_t ldc, T alpha, T beta, int64_t rows, int64_t cols) {
+  constexpr int64_t NR = kNR<T>;
+  T tile[kMR * NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    const T* a_col = a_strip + p * kMR;
+    const T* b_row = b_strip + p * NR;
+    for (int64_t r = 0; r < kMR; ++r) {
+      const T a_value = a_col[r];
+      for (int64_t j = 0; j < NR; ++j) tile[r * NR + j] += a_value * b_row[j];
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    T* c_row = c + r * ldc;
+    const T* tile_row = tile + r * NR;
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < cols; ++j) c_row[j] = alpha * tile_row[j];
+    } else {
+      for (int64_t j = 0; j < cols; ++j) c_row[j] = alpha * tile_row[j] + beta * c_row[j];
+    }
+  }
+}
+
+void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                  float beta, int64_t rows, int64_t cols) {
+  micro_kernel_impl(kc, a, b, c, ldc, alpha, beta, rows, cols);
+}
+void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                  double alpha, double beta, int64_t rows, int64_t cols) {
+  micro_kernel_impl(kc, a, b, c, ldc, alpha, beta, rows, cols);
+}
+
+}  // namespace gemm_kernels::portable
+
+// --- choosing the path ------------------------------------------------------------------------
+
+CpuFeatures cpu_features() {
+  static const CpuFeatures features = [] {
+    CpuFeatures f;
+#if RANVIER_GEMM_X86
+    __builtin_cpu_init();
+    // GCC's and Clang's checks include the OS's support for the wider register state (XCR0).
+    f.avx2 = __builtin_cpu_supports("avx2");
+    f.fma = __builtin_cpu_supports("fma");
+    f.avx512f = __builtin_cpu_supports("avx512f");
+#endif
+    return f;
+  }();
+  return features;
+}
+
 namespace {
 
-// Register tile: kMR rows x kNR<T> columns of C live in registers through the k loop.
-// 4 x (16 bytes * 2 / sizeof(T)) = 8 vector accumulators of 16 bytes (4 x 8 floats or 4 x 4
-// doubles), leaving room for the B row and the broadcast A values in the 16 SSE registers.
-constexpr int64_t kMR = 4;
-template <typename T>
-constexpr int64_t kNR = 32 / static_cast<int64_t>(sizeof(T));
+enum class GemmPath { portable, avx2, avx512 };
 
-// Cache blocks. A packed A block (kMC x kKC) is 128 KiB in float, 256 KiB in double: it
-// stays in L2 while the B panel streams past it. A packed B panel (kKC x kNC) is 2 MiB in
-// float, 4 MiB in double: L3-sized, shared by all threads. kKC also bounds how long each
-// accumulator tile sums before being added to C.
-constexpr int64_t kMC = 128;
-constexpr int64_t kKC = 256;
-constexpr int64_t kNC = 2048;
+const char* path_name(GemmPath path) {
+  switch (path) {
+    case GemmPath::avx512: return "avx512";
+    case GemmPath::avx2: return "avx2";
+    default: return "portable";
+  }
+}
+
+bool path_supported(GemmPath path) {
+  const CpuFeatures f = cpu_features();
+#if RANVIER_GEMM_X86
+  if (path == GemmPath::avx512) return f.avx512f;
+  if (path == GemmPath::avx2) return f.avx2 && f.fma;
+#else
+  (void)f;
+  if (path != GemmPath::portable) return false;
+#endif
+  return true;
+}
+
+GemmPath best_supported_path() {
+  if (path_supported(GemmPath::avx512)) return GemmPath::avx512;
+  if (path_supported(GemmPath::avx2)) return GemmPath::avx2;
+  return GemmPath::portable;
+}
+
+const std::string& requested_path() {
+  static const std::string requested = [] {
+    const char* value = std::getenv("RANVIER_CPU_PATH");
+    return std::string(value != nullptr ? value : "");
+  }();
+  return requested;
+}
+
+// Once per process: RANVIER_CPU_PATH if it names a path this CPU runs, else the best one.
+GemmPath chosen_path() {
+  static const GemmPath path = [] {
+    const std::string& requested = requested_path();
+    const GemmPath best = best_supported_path();
+    if (requested.empty()) return best;
+    for (GemmPath candidate : {GemmPath::avx512, GemmPath::avx2, GemmPath::portable}) {
+      if (requested != path_name(candidate)) continue;
+      if (path_supported(candidate)) return candidate;
+      std::fprintf(stderr,
+                   "ranvier: RANVIER_CPU_PATH=%s, but this CPU (or build) cannot run that GEMM "
+                   "path; using %s\n",
+                   requested.c_str(), path_name(best));
+      return best;
+    }
+    std::fprintf(stderr,
+                 "ranvier: RANVIER_CPU_PATH=%s is not one of avx512, avx2, portable; using %s\n",
+                 requested.c_str(), path_name(best));
+    return best;
+  }();
+  return path;
+}
+
+}  // namespace
+
+const char* gemm_path() { return path_name(chosen_path()); }
+const char* gemm_path_requested() { return requested_path().c_str(); }
+
+// --- block sizes from the caches --------------------------------------------------------------
+
+CacheSizes cache_sizes() {
+  static const CacheSizes sizes = [] {
+    CacheSizes s;
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
+    s.l1d = std::max<long>(0, sysconf(_SC_LEVEL1_DCACHE_SIZE));
+    s.l2 = std::max<long>(0, sysconf(_SC_LEVEL2_CACHE_SIZE));
+    s.l3 = std::max<long>(0, sysconf(_SC_LEVEL3_CACHE_SIZE));
+#endif
+    return s;
+  }();
+  return sizes;
+}
+
+namespace {
 
 int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
+int64_t round_down(int64_t x, int64_t multiple) { return x / multiple * multiple; }
+
+// Goto/BLIS reasoning, for element size `bytes` and micro-tile mr x nr:
+//  - KC: one packed B strip (KC x NR) is reused by every A strip of the block, so it should
+//    stay in L1 while A strips stream through: it gets half of L1 (the other half holds the
+//    A strip and C tile in flight). KC is also the length of each register accumulation.
+//  - MC: the packed A block (MC x KC) is reused by every B strip of the panel: about half of
+//    L2 (the rest holds B strips and C lines); a multiple of MR.
+//  - NC: the packed B panel (KC x NC) is reused by every A block and shared by all threads:
+//    half of L3; a multiple of NR. Capped at 4096 columns: virtual machines often report the
+//    whole host socket's L3 (256 MiB here), and the panel's buffer is held per thread.
+// Defaults where the OS reports nothing: 32 KiB L1d, 512 KiB L2, 8 MiB L3.
+GemmBlocking compute_blocking(int64_t bytes, int64_t mr, int64_t nr) {
+  const CacheSizes caches = cache_sizes();
+  const int64_t l1 = caches.l1d > 0 ? caches.l1d : 32 * 1024;
+  const int64_t l2 = caches.l2 > 0 ? caches.l2 : 512 * 1024;
+  const int64_t l3 = caches.l3 > 0 ? caches.l3 : 8 * 1024 * 1024;
+  GemmBlocking blocking;
+  blocking.mr = mr;
+  blocking.nr = nr;
+  blocking.kc = std::clamp<int64_t>(round_down(l1 / 2 / (nr * bytes), 8), 64, 1024);
+  blocking.mc = std::clamp<int64_t>(round_down(l2 / 2 / (blocking.kc * bytes), mr), mr, 60 * mr);
+  blocking.nc = std::clamp<int64_t>(round_down(l3 / 2 / (blocking.kc * bytes), nr), nr,
+                                    round_down(4096, nr));
+  return blocking;
+}
+
+}  // namespace
+
+template <typename T>
+GemmBlocking gemm_blocking() {
+  static const GemmBlocking blocking = [] {
+    const int64_t bytes = static_cast<int64_t>(sizeof(T));
+    switch (chosen_path()) {
+#if RANVIER_GEMM_X86
+      case GemmPath::avx512: return compute_blocking(bytes, gk::avx512::kMR, gk::avx512::kNR<T>);
+      case GemmPath::avx2: return compute_blocking(bytes, gk::avx2::kMR, gk::avx2::kNR<T>);
+#endif
+      default: return compute_blocking(bytes, gk::portable::kMR, gk::portable::kNR<T>);
+    }
+  }();
+  return blocking;
+}
+
+// --- the blocked driver -----------------------------------------------------------------------
+
+namespace {
 
 // C (m, n) = beta * C; beta == 0 writes zeros without reading C (which may hold NaN).
+// Only for k == 0 or alpha == 0: otherwise the micro-kernels apply beta as they store.
 template <typename T>
 void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
   if (beta == T(1)) return;
@@ -66,88 +250,210 @@ void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
   });
 }
 
-// op(B)[p0:p0+kc, j0:j0+nc] -> packed (ceil(nc/kNR) strips, each (kc, kNR) row-major).
+// op(B)[p0:p0+kc, j0+strip_begin*NR : ...] for strips [strip_begin, strip_end) of the panel
+// starting at column j0 (nc wide) -> packed + s * kc * NR, each strip (kc, NR) row-major.
 // op(B)(p, j) is b[p*ldb + j], or b[j*ldb + p] when trans_b. Columns past nc are zero.
-template <typename T>
-void pack_b_panel(bool trans_b, const T* b, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
-                  int64_t nc, T* packed) {
-  constexpr int64_t NR = kNR<T>;
-  const int64_t strips = (nc + NR - 1) / NR;
-  parallel_for(strips, kc * NR, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) {
-      T* dst = packed + s * kc * NR;
-      const int64_t j_begin = j0 + s * NR;
-      const int64_t width = std::min(NR, j0 + nc - j_begin);
+template <typename T, int64_t NR>
+void pack_b_strips(bool trans_b, const T* b, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
+                   int64_t nc, int64_t strip_begin, int64_t strip_end, T* packed) {
+  for (int64_t s = strip_begin; s < strip_end; ++s) {
+    T* dst = packed + s * kc * NR;
+    const int64_t j_begin = j0 + s * NR;
+    const int64_t width = std::min(NR, j0 + nc - j_begin);
+    if (trans_b) {
+      // Column j of op(B) is row j of b: read it contiguously, write it down the strip.
+      for (int64_t col = 0; col < width; ++col) {
+        const T* src = b + (j_begin + col) * ldb + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + col] = src[p];
+      }
+      for (int64_t col = width; col < NR; ++col) {
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + col] = T(0);
+      }
+    } else if (width == NR) {
       for (int64_t p = 0; p < kc; ++p) {
+        const T* src = b + (p0 + p) * ldb + j_begin;  // contiguous piece of row p of B
         T* dst_row = dst + p * NR;
-        if (trans_b) {
-          const T* src = b + j_begin * ldb + (p0 + p);  // walks down a row of B per column
-          for (int64_t c = 0; c < width; ++c) dst_row[c] = src[c * ldb];
-        } else {
-          const T* src = b + (p0 + p) * ldb + j_begin;  // contiguous piece of row p of B
-          for (int64_t c = 0; c < width; ++c) dst_row[c] = src[c];
-        }
-        for (int64_t c = width; c < NR; ++c) dst_row[c] = T(0);
+        for (int64_t col = 0; col < NR; ++col) dst_row[col] = src[col];
+      }
+    } else {
+      for (int64_t p = 0; p < kc; ++p) {
+        const T* src = b + (p0 + p) * ldb + j_begin;
+        T* dst_row = dst + p * NR;
+        for (int64_t col = 0; col < width; ++col) dst_row[col] = src[col];
+        for (int64_t col = width; col < NR; ++col) dst_row[col] = T(0);
       }
     }
-  });
+  }
 }
 
-// op(A)[i0:i0+mc, p0:p0+kc] -> packed (ceil(mc/kMR) strips, each (kc, kMR) row-major).
+// op(A)[i0:i0+mc, p0:p0+kc] -> packed (ceil(mc/MR) strips, each (kc, MR) row-major).
 // op(A)(i, p) is a[i*lda + p], or a[p*lda + i] when trans_a. Rows past mc are zero.
-template <typename T>
+template <typename T, int64_t MR>
 void pack_a_block(bool trans_a, const T* a, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
                   int64_t kc, T* packed) {
-  const int64_t strips = (mc + kMR - 1) / kMR;
+  const int64_t strips = (mc + MR - 1) / MR;
   for (int64_t s = 0; s < strips; ++s) {
-    T* dst = packed + s * kc * kMR;
-    const int64_t i_begin = i0 + s * kMR;
-    const int64_t height = std::min(kMR, i0 + mc - i_begin);
-    for (int64_t p = 0; p < kc; ++p) {
-      T* dst_col = dst + p * kMR;
-      for (int64_t r = 0; r < height; ++r) {
-        dst_col[r] = trans_a ? a[(p0 + p) * lda + i_begin + r] : a[(i_begin + r) * lda + p0 + p];
+    T* dst = packed + s * kc * MR;
+    const int64_t i_begin = i0 + s * MR;
+    const int64_t height = std::min(MR, i0 + mc - i_begin);
+    if (trans_a) {
+      // Column i of op(A)'s strip is a piece of row p of a: MR contiguous values per p.
+      for (int64_t p = 0; p < kc; ++p) {
+        const T* src = a + (p0 + p) * lda + i_begin;
+        T* dst_col = dst + p * MR;
+        if (height == MR) {
+          for (int64_t r = 0; r < MR; ++r) dst_col[r] = src[r];
+        } else {
+          for (int64_t r = 0; r < height; ++r) dst_col[r] = src[r];
+          for (int64_t r = height; r < MR; ++r) dst_col[r] = T(0);
+        }
       }
-      for (int64_t r = height; r < kMR; ++r) dst_col[r] = T(0);
+    } else {
+      // Row r of the strip is a contiguous piece of row i of a: read along it.
+      for (int64_t r = 0; r < height; ++r) {
+        const T* src = a + (i_begin + r) * lda + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = src[p];
+      }
+      for (int64_t r = height; r < MR; ++r) {
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = T(0);
+      }
     }
   }
 }
 
-// acc (kMR, kNR) = sum over p < kc of a_strip[p, :] (kMR) outer b_strip[p, :] (kNR).
-// The only loop that does arithmetic; everything around it moves memory.
-template <typename T>
-inline void micro_kernel(int64_t kc, const T* a_strip, const T* b_strip, T* acc) {
-  constexpr int64_t NR = kNR<T>;
-  T tile[kMR * NR] = {};
-  for (int64_t p = 0; p < kc; ++p) {
-    const T* a_col = a_strip + p * kMR;
-    const T* b_row = b_strip + p * NR;
-    for (int64_t r = 0; r < kMR; ++r) {
-      const T a_value = a_col[r];
-      for (int64_t c = 0; c < NR; ++c) tile[r * NR + c] += a_value * b_row[c];
-    }
-  }
-  for (int64_t e = 0; e < kMR * NR; ++e) acc[e] = tile[e];
-}
-
-// C[i0:i0+mc, j0:j0+nc] += alpha * packed_a (mc, kc) @ packed_b (kc, nc).
-template <typename T>
-void macro_kernel(int64_t mc, int64_t nc, int64_t kc, T alpha, const T* packed_a,
+// C[0:mc, j_begin:j_end] (C points at the block's top-left corner) = alpha * packed_a (mc,
+// kc) @ packed_b[:, j_begin:j_end] + beta * C, tile by tile; nc is the panel's width (for
+// the edge strip), j_begin a multiple of NR.
+template <typename T, int64_t MR, int64_t NR>
+void macro_kernel(gk::MicroKernel<T> micro_kernel, int64_t mc, int64_t nc, int64_t kc,
+                  int64_t j_begin, int64_t j_end, T alpha, T beta, const T* packed_a,
                   const T* packed_b, T* c, int64_t ldc) {
-  constexpr int64_t NR = kNR<T>;
-  T acc[kMR * NR];
-  for (int64_t j = 0; j < nc; j += NR) {
+  for (int64_t j = j_begin; j < j_end; j += NR) {
     const T* b_strip = packed_b + (j / NR) * kc * NR;
-    const int64_t width = std::min(NR, nc - j);
-    for (int64_t i = 0; i < mc; i += kMR) {
-      micro_kernel<T>(kc, packed_a + (i / kMR) * kc * kMR, b_strip, acc);
-      const int64_t height = std::min(kMR, mc - i);
-      for (int64_t r = 0; r < height; ++r) {
-        T* c_row = c + (i + r) * ldc + j;
-        for (int64_t col = 0; col < width; ++col) c_row[col] += alpha * acc[r * NR + col];
-      }
+    const int64_t cols = std::min(NR, nc - j);
+    for (int64_t i = 0; i < mc; i += MR) {
+      micro_kernel(kc, packed_a + (i / MR) * kc * MR, b_strip, c + i * ldc + j, ldc, alpha, beta,
+                   std::min(MR, mc - i), cols);
     }
   }
+}
+
+// Below this many multiply-adds per thread, another thread costs more to wake and
+// synchronise (a few microseconds, twice per block of k) than it saves: 2^20 multiply-adds
+// are ~20 us on one AVX2 core. So 64^3 (2^18) runs on one thread, 128^3 (2^21) on two.
+constexpr double kGemmWorkPerThread = 1 << 20;
+
+int gemm_threads(int64_t m, int64_t n, int64_t k, int64_t max_split) {
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;  // called from a parallel region (batched matmul, conv)
+  const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const double wanted = std::max(1.0, work / kGemmWorkPerThread);
+  return static_cast<int>(std::min<double>({static_cast<double>(max_threads()), wanted,
+                                            static_cast<double>(max_split)}));
+#else
+  (void)m, (void)n, (void)k, (void)max_split;
+  return 1;
+#endif
+}
+
+// Per-thread scratch memory for the packed panels, kept between calls (packing buffers are
+// needed on every call; allocating them each time costs page faults at medium sizes). It
+// grows to the largest request and is freed when the thread exits. 64-byte aligned.
+template <typename T>
+T* thread_scratch(size_t count) {
+  struct Buffer {
+    void* data = nullptr;
+    size_t bytes = 0;
+    ~Buffer() { std::free(data); }
+  };
+  static thread_local Buffer buffer;
+  const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  if (bytes > buffer.bytes) {
+    std::free(buffer.data);
+    buffer.data = nullptr;
+    buffer.bytes = 0;
+    void* data = std::aligned_alloc(64, bytes);
+    if (data == nullptr) throw std::bad_alloc();
+    buffer.data = data;
+    buffer.bytes = bytes;
+  }
+  return static_cast<T*>(buffer.data);
+}
+
+// gemm with the micro-kernel of one path (tile MR x NR) and its cache blocks.
+template <typename T, int64_t MR, int64_t NR>
+void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking, bool trans_a,
+                  bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const int64_t MC = blocking.mc;
+  const int64_t KC = blocking.kc;
+  const int64_t NC = blocking.nc;
+  const int64_t kc_max = std::min(k, KC);
+  const int64_t b_panel_size = kc_max * round_up(std::min(n, NC), NR);
+  const int64_t a_block_size = kc_max * round_up(std::min(m, MC), MR);
+  const int64_t row_strips = (m + MR - 1) / MR;
+  const int64_t col_strips_max = (std::min(n, NC) + NR - 1) / NR;
+  const int threads = gemm_threads(m, n, k, std::max(row_strips, col_strips_max));
+  // One allocation, before any parallel region: the shared B panel, then one A block per
+  // thread.
+  T* scratch = thread_scratch<T>(static_cast<size_t>(b_panel_size + threads * a_block_size));
+  T* packed_b = scratch;
+
+  auto run = [&](int thread, int thread_count) {
+    T* packed_a = scratch + b_panel_size + thread * a_block_size;
+    auto wait_for_all = [&] {
+#ifdef _OPENMP
+      if (thread_count > 1) {
+#pragma omp barrier
+      }
+#endif
+    };
+    for (int64_t jc = 0; jc < n; jc += NC) {
+      const int64_t nc = std::min(NC, n - jc);
+      const int64_t col_strips = (nc + NR - 1) / NR;
+      // Rows are shared out unless they are too few to balance (e.g. m = 6 rows on 2
+      // threads): then each thread takes a range of column strips (and packs all of A).
+      const int64_t per_thread_rows = (row_strips + thread_count - 1) / thread_count;
+      const int64_t per_thread_cols = (col_strips + thread_count - 1) / thread_count;
+      const bool split_rows = thread_count == 1 ||
+                              per_thread_rows * thread_count * col_strips <=
+                                  per_thread_cols * thread_count * row_strips ||
+                              row_strips >= 4 * thread_count;
+      for (int64_t pc = 0; pc < k; pc += KC) {
+        const int64_t kc = std::min(KC, k - pc);
+        const T beta_block = pc == 0 ? beta : T(1);
+        pack_b_strips<T, NR>(trans_b, b, ldb, pc, jc, kc, nc, col_strips * thread / thread_count,
+                             col_strips * (thread + 1) / thread_count, packed_b);
+        wait_for_all();  // the whole B panel is packed
+        int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = nc;
+        if (split_rows) {
+          row_begin = std::min(m, row_strips * thread / thread_count * MR);
+          row_end = std::min(m, row_strips * (thread + 1) / thread_count * MR);
+        } else {
+          col_begin = col_strips * thread / thread_count * NR;
+          col_end = std::min(nc, col_strips * (thread + 1) / thread_count * NR);
+        }
+        if (col_begin < col_end) {
+          for (int64_t ic = row_begin; ic < row_end; ic += MC) {
+            const int64_t mc = std::min(MC, row_end - ic);
+            pack_a_block<T, MR>(trans_a, a, lda, ic, pc, mc, kc, packed_a);
+            macro_kernel<T, MR, NR>(micro_kernel, mc, nc, kc, col_begin, col_end, alpha,
+                                    beta_block, packed_a, packed_b, c + ic * ldc + jc, ldc);
+          }
+        }
+        wait_for_all();  // nobody still reads the B panel the next block overwrites
+      }
+    }
+  };
+
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  run(0, 1);
 }
 
 }  // namespace
@@ -157,32 +463,28 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  scale_c(m, n, beta, c, ldc);
-  if (k <= 0 || alpha == T(0)) return;
-
-  constexpr int64_t NR = kNR<T>;
-  const int64_t kc_max = std::min(k, kKC);
-  const int64_t nc_max = std::min(n, kNC);
-  std::vector<T> packed_b(static_cast<size_t>(kc_max * round_up(nc_max, NR)));
-  const int64_t row_strips = (m + kMR - 1) / kMR;
-
-  for (int64_t jc = 0; jc < n; jc += kNC) {
-    const int64_t nc = std::min(kNC, n - jc);
-    for (int64_t pc = 0; pc < k; pc += kKC) {
-      const int64_t kc = std::min(kKC, k - pc);
-      pack_b_panel(trans_b, b, ldb, pc, jc, kc, nc, packed_b.data());
-      // Each thread takes a contiguous range of kMR-row strips of C (disjoint rows, so no
-      // two threads write the same C element) and walks it in kMC-row blocks.
-      parallel_for(row_strips, kMR * nc * kc, [&](int64_t strip_begin, int64_t strip_end) {
-        std::vector<T> packed_a(static_cast<size_t>(std::min(kMC, m) * kc + kMR * kc));
-        const int64_t row_end = std::min(m, strip_end * kMR);
-        for (int64_t ic = strip_begin * kMR; ic < row_end; ic += kMC) {
-          const int64_t mc = std::min(kMC, row_end - ic);
-          pack_a_block(trans_a, a, lda, ic, pc, mc, kc, packed_a.data());
-          macro_kernel(mc, nc, kc, alpha, packed_a.data(), packed_b.data(), c + ic * ldc + jc, ldc);
-        }
-      });
-    }
+  if (k <= 0 || alpha == T(0)) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  const GemmBlocking& blocking = gemm_blocking<T>();
+  switch (chosen_path()) {
+#if RANVIER_GEMM_X86
+    case GemmPath::avx512:
+      gemm_blocked<T, gk::avx512::kMR, gk::avx512::kNR<T>>(
+          gk::avx512::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+          beta, c, ldc);
+      return;
+    case GemmPath::avx2:
+      gemm_blocked<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel, blocking, trans_a,
+                                                        trans_b, m, n, k, alpha, a, lda, b, ldb,
+                                                        beta, c, ldc);
+      return;
+#endif
+    default:
+      gemm_blocked<T, gk::portable::kMR, gk::portable::kNR<T>>(
+          gk::portable::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+          beta, c, ldc);
   }
 }
 
@@ -199,7 +501,8 @@ void matmul(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, i
   // Small matrices give gemm too few row strips to share among the threads, so the batch
   // is split instead (gemm's own parallel_for then runs serially: it refuses to nest). Big
   // matrices with a short batch go one after another, each split over rows inside gemm.
-  const int64_t row_strips = (m + kMR - 1) / kMR;
+  const int64_t mr = gemm_blocking<T>().mr;
+  const int64_t row_strips = (m + mr - 1) / mr;
   const bool split_batch = batch >= max_threads() || row_strips < 4 * max_threads();
   if (batch > 1 && split_batch) {
     parallel_for(batch, std::max<int64_t>(1, m * n * std::max<int64_t>(k, 1)),
@@ -259,5 +562,8 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
 RANVIER_INSTANTIATE_MATMUL(float)
 RANVIER_INSTANTIATE_MATMUL(double)
 #undef RANVIER_INSTANTIATE_MATMUL
+
+template GemmBlocking gemm_blocking<float>();
+template GemmBlocking gemm_blocking<double>();
 
 }  // namespace ranvier::cpu

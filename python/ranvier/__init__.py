@@ -27,3 +27,6 @@ double = float64
 long = int64
 
 __version__ = "0.1.0"
+
+# --- CPU speed (issue 5): which GEMM path runs -------------------------------------------------
+from .cpu import cpu_capabilities  # noqa: E402

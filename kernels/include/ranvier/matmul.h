@@ -10,6 +10,7 @@ namespace ranvier::cpu {
 // op(B) is (k, n): B is stored (k, n) with row stride ldb, or (n, k) when trans_b.
 // beta == 0 overwrites C without reading it (so C may hold NaN on entry).
 // This is the one GEMM that every matmul user (linear, conv, recurrent cells) calls.
+// The micro-kernel is chosen once per process from the CPU's features (see gemm_path below).
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
@@ -33,5 +34,50 @@ void linear_backward_input(const T* dy, const T* w, T* dx, int64_t rows, int64_t
 template <typename T>
 void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t rows, int64_t in,
                             int64_t out);
+
+// --- which GEMM runs on this machine ------------------------------------------------------
+// The instruction sets the CPU (and OS) report, from __builtin_cpu_supports (all false on a
+// compiler or architecture without it).
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avx512f = false;
+};
+CpuFeatures cpu_features();
+
+// The micro-kernel path gemm uses: "avx512", "avx2" or "portable". Chosen once, at the first
+// call: the best path the CPU supports, unless the environment variable RANVIER_CPU_PATH
+// (read then, once) names one: avx512, avx2 or portable. A named path this CPU cannot run,
+// or an unknown name, falls back to the best supported path with a one-time warning on stderr.
+const char* gemm_path();
+// What RANVIER_CPU_PATH asked for ("" when unset or empty): to tell a forced path from a
+// fallback.
+const char* gemm_path_requested();
+
+// Cache sizes in bytes as the CPU reports them (sysconf on Linux/glibc), 0 where unknown.
+struct CacheSizes {
+  int64_t l1d = 0;
+  int64_t l2 = 0;
+  int64_t l3 = 0;
+};
+CacheSizes cache_sizes();
+
+// gemm's tile and block sizes for T on the chosen path: the micro-tile mr x nr and the cache
+// blocks mc (rows of A per packed block), kc (shared dimension per block), nc (columns of B
+// per packed panel). See matmul.cpp for how they follow from the cache sizes.
+struct GemmBlocking {
+  int64_t mr = 0;
+  int64_t nr = 0;
+  int64_t mc = 0;
+  int64_t kc = 0;
+  int64_t nc = 0;
+};
+template <typename T>
+GemmBlocking gemm_blocking();
+
+// Measured float32 FMA throughput of this machine in GFLOP/s: `threads` threads each run
+// `iterations` rounds of independent vector FMA chains in the chosen path's instruction set
+// (fma_peak.cpp). For benchmarks: GEMM GFLOP/s as a fraction of it.
+double fma_peak_gflops(int threads, int64_t iterations);
 
 }  // namespace ranvier::cpu
