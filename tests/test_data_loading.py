@@ -306,9 +306,11 @@ def test_standardize_uses_training_statistics_only(rng):
                                rtol=1e-12)
     np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(val)), val, rtol=1e-12)
     np.testing.assert_allclose(Standardize().fit_transform(train), z)
-    sklearn_preprocessing = pytest.importorskip("sklearn.preprocessing")
-    np.testing.assert_allclose(z, sklearn_preprocessing.StandardScaler().fit_transform(train),
-                               rtol=1e-10, atol=1e-12)
+    # population std (ddof=0), as scikit-learn's StandardScaler
+    direct = [(train[:, j] - sum(train[:, j]) / 200)
+              / np.sqrt(sum((v - sum(train[:, j]) / 200) ** 2 for v in train[:, j]) / 200)
+              for j in range(3)]
+    np.testing.assert_allclose(z, np.column_stack(direct), rtol=1e-10)
 
 
 def test_standardize_constant_features_dtype_and_state(rng):
@@ -479,3 +481,35 @@ def test_one_hot_protein_errors():
         one_hot_protein("M", dtype=np.int32)
     with pytest.raises(ValueError, match="length must be >= 0"):
         one_hot_protein("M", length=-1)
+
+
+# ------------------------------------------------------------------------------ CuPy arrays
+
+@pytest.fixture
+def cupy():
+    module = pytest.importorskip("cupy")
+    if not ranvier.cuda.is_available():
+        pytest.skip(f"no usable GPU: {ranvier.cuda.unavailable_reason()}")
+    return module
+
+
+def test_cupy_stays_cupy(cupy):
+    x, y = make_xy(11)
+    loader = DataLoader(TensorDataset(cupy.asarray(x), cupy.asarray(y)), batch_size=4,
+                        shuffle=True, seed=0)
+    cpu = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True, seed=0)
+    for (xg, yg), (xc, yc) in zip(loader, cpu):
+        assert isinstance(xg, cupy.ndarray) and isinstance(yg, cupy.ndarray)
+        np.testing.assert_array_equal(cupy.asnumpy(xg), xc)
+    parts = train_val_test_split(cupy.asarray(x), stratify=y % 2, seed=0)
+    assert all(isinstance(part[0], cupy.ndarray) for part in parts)
+    patches = np.random.default_rng(0).normal(size=(5, 1, 4, 4))
+    for transform in (lambda a, g: random_rotate90(a, g), lambda a, g: random_crop(a, 3, g),
+                      lambda a, g: random_horizontal_flip(a, g)):
+        gpu = transform(cupy.asarray(patches), np.random.default_rng(1))
+        assert isinstance(gpu, cupy.ndarray)
+        np.testing.assert_array_equal(cupy.asnumpy(gpu),
+                                      transform(patches, np.random.default_rng(1)))
+    scaler = Standardize().fit(cupy.asarray(x))
+    np.testing.assert_allclose(cupy.asnumpy(scaler.transform(cupy.asarray(x))),
+                               Standardize().fit(x).transform(x), rtol=1e-6)

@@ -100,7 +100,7 @@ def test_classification_functions_match_sklearn(skm, rng, classes, missing, n):
     for name, ours in PRF:
         theirs = getattr(skm, name)
         for average in averages:
-            for zero_division in (0, 1, np.nan):
+            for zero_division in (1, np.nan):      # 0 and 'warn': see the zero-division test
                 expected = theirs(y_true, y_pred, average=average, zero_division=zero_division)
                 got = ours(y_true, y_pred, average=average, zero_division=zero_division)
                 np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0,
