@@ -179,6 +179,15 @@ def test_mixing_cpu_and_cuda_names_both_devices():
         cpu * FakeCudaArray()  # a bare GPU array as the other operand
 
 
+@pytest.mark.parametrize("op, name", [(lambda a, b: a < b, "lt"), (lambda a, b: a == b, "eq"),
+                                      (lambda a, b: a.add_(b), "add_"), (lambda a, b: a.sub_(b), "sub_"),
+                                      (lambda a, b: a.mul_(b), "mul_"), (lambda a, b: a.div_(b), "div_")])
+def test_comparisons_and_in_place_ops_refuse_mixed_devices(op, name):
+    cpu = ranvier.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=f"{name}: tensors are on cpu and cuda:0"):
+        op(cpu, _fake_cuda_tensor())
+
+
 def test_mixing_two_gpus_names_both():
     with pytest.raises(ValueError, match=r"sub: tensors are on cuda:0 and cuda:1"):
         _fake_cuda_tensor(0) - _fake_cuda_tensor(1)
@@ -408,5 +417,8 @@ def test_copy_between_devices_and_repr():
     np.testing.assert_array_equal(host.numpy(), [1.0, 2.0, 3.0])
     gpu.copy_(ranvier.tensor([4.0, 5.0, 6.0]))
     np.testing.assert_array_equal(gpu.cpu().numpy(), [4.0, 5.0, 6.0])
+    gpu[1:] = np.array([7.0, 8.0], dtype=np.float32)  # a host value copied over, as copy_
+    np.testing.assert_array_equal(gpu.cpu().numpy(), [4.0, 7.0, 8.0])
+    gpu[0] = 4.0
     assert f"device='{gpu.device}'" in repr(gpu)
-    assert gpu.tolist() == [4.0, 5.0, 6.0]
+    assert gpu.tolist() == [4.0, 7.0, 8.0]

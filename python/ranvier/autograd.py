@@ -187,6 +187,12 @@ def _check_one_device(cls, arrays) -> None:
     Checked here, once for every differentiable op, before any array is touched: NumPy and
     CuPy would otherwise fail in their own words, or a CPU kernel would get a GPU pointer.
     """
+    check_one_device(_op_name(cls), arrays)
+
+
+def check_one_device(op: str, arrays) -> None:
+    """ValueError naming `op` and two devices when the arrays among `arrays` (other values
+    are ignored) do not all live on one device."""
     first = None
     for a in arrays:
         if isinstance(a, np.ndarray) or is_cuda_array(a):
@@ -194,7 +200,7 @@ def _check_one_device(cls, arrays) -> None:
             if first is None:
                 first = device
             elif device != first:
-                raise ValueError(f"{_op_name(cls)}: tensors are on {first} and {device}; move "
+                raise ValueError(f"{op}: tensors are on {first} and {device}; move "
                                  f"them to one device first (tensor.to({device!r}) or "
                                  f"tensor.to({first!r}))")
 

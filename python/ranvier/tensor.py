@@ -422,27 +422,28 @@ class Tensor:
     neg = __neg__
 
     # Comparisons: boolean tensors outside the graph.
-    def _compare(self, other, op):
+    def _compare(self, other, op, name):
         other = _unwrap(_operand(other, self._data))
+        autograd.check_one_device(name, (self._data, other))
         return Tensor._from_array(array_module(self._data).asarray(op(self._data, other)))
 
     def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
+        return self._compare(other, lambda a, b: a < b, "lt")
 
     def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
+        return self._compare(other, lambda a, b: a <= b, "le")
 
     def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
+        return self._compare(other, lambda a, b: a > b, "gt")
 
     def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
+        return self._compare(other, lambda a, b: a >= b, "ge")
 
     def __eq__(self, other):
-        return self._compare(other, lambda a, b: a == b)
+        return self._compare(other, lambda a, b: a == b, "eq")
 
     def __ne__(self, other):
-        return self._compare(other, lambda a, b: a != b)
+        return self._compare(other, lambda a, b: a != b, "ne")
 
     def any(self) -> "Tensor":
         return Tensor._from_array(array_module(self._data).asarray(self._data.any()))
@@ -647,22 +648,26 @@ class Tensor:
     def add_(self, other, alpha=1):
         self._check_inplace("add_")
         other = _unwrap(other)
+        autograd.check_one_device("add_", (self._data, other))
         self._data += other if alpha == 1 else alpha * other
         return self
 
     def sub_(self, other, alpha=1):
         self._check_inplace("sub_")
         other = _unwrap(other)
+        autograd.check_one_device("sub_", (self._data, other))
         self._data -= other if alpha == 1 else alpha * other
         return self
 
     def mul_(self, other):
         self._check_inplace("mul_")
+        autograd.check_one_device("mul_", (self._data, _unwrap(other)))
         self._data *= _unwrap(other)
         return self
 
     def div_(self, other):
         self._check_inplace("div_")
+        autograd.check_one_device("div_", (self._data, _unwrap(other)))
         self._data /= _unwrap(other)
         return self
 
@@ -681,9 +686,13 @@ class Tensor:
         return self
 
     def __setitem__(self, index, value):
+        """x[index] = value; as with copy_, an array value on another device is copied over."""
         self._check_inplace("__setitem__")
         index = tuple(_unwrap(i) for i in index) if isinstance(index, tuple) else _unwrap(index)
-        self._data[index] = _unwrap(value)
+        value = _unwrap(value)
+        if _is_array(value) and not isinstance(value, np.generic):
+            value = to_device(value, self.device)
+        self._data[index] = value
 
     # x += y on a result inside a graph (out = out + residual in a forward pass) rebinds x to
     # the out-of-place result, so the graph stays correct; other names for the old tensor
