@@ -97,8 +97,12 @@ def to_device(array, device: str):
             array = _cupy().asarray(array)
         return array.get()
     cupy = _cupy()
-    with cupy.cuda.Device(int(device[5:])):
-        return cupy.array(array, copy=True)  # host -> device, or device -> device (peer copy)
+    with cupy.cuda.Device(int(device[5:])):  # allocate on the target GPU
+        if isinstance(array, cupy.ndarray):
+            return cupy.copy(array)  # GPU -> GPU: cupy.copy copies across devices
+        # Host -> GPU on the current stream. From pageable memory (NumPy's) the call returns
+        # once the source has been read, so a temporary source may be freed right after.
+        return cupy.array(array, copy=True)
 
 
 def to_host(array):
