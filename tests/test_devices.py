@@ -133,6 +133,7 @@ def test_factories_accept_device_cpu():
 @requires_no_gpu
 @pytest.mark.parametrize("move", [lambda t: t.cuda(), lambda t: t.to("cuda"),
                                   lambda t: t.to("cuda:0"), lambda t: t.cuda(0),
+                                  lambda t: t.cuda(np.int64(0)), lambda t: t.cuda("cuda:0"),
                                   lambda t: t.to(device="cuda", dtype=np.float64)])
 def test_moving_to_cuda_without_a_gpu_raises_the_reason(move):
     x = ranvier.tensor([1.0, 2.0])
@@ -161,6 +162,10 @@ def test_module_cuda_without_a_gpu_raises_and_changes_nothing():
         model.cuda()
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         model.to("cuda:0", np.float64)
+    with pytest.raises(RuntimeError, match="Module.to: cannot use device 'cuda:0'"):
+        model.cuda(np.int64(0))
+    with pytest.raises(ValueError, match="cuda: unknown device 'gpu'"):
+        model.cuda("gpu")
     assert model.weight.data is weight_array and model.weight.dtype == np.float32
 
 

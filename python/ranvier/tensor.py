@@ -304,7 +304,7 @@ class Tensor:
         """This tensor on a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
         if device is None:
             return self.to("cuda")
-        return self.to(f"cuda:{device}" if isinstance(device, int) else device)
+        return self.to(f"cuda:{int(device)}" if _is_index(device) else device)
 
     def float(self) -> "Tensor":
         return self.to(np.float32)
@@ -708,6 +708,11 @@ class Tensor:
 
     def __itruediv__(self, other):
         return self / other if not self.is_leaf else self.div_(other)
+
+
+def _is_index(value) -> bool:
+    """A GPU index given as a number (cuda(1)), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _names_dtype(text: str) -> bool:

@@ -66,6 +66,11 @@ def _host_copy(array):
     return to_host(array) if is_cuda_array(array) else array.copy()
 
 
+def _is_index(value) -> bool:
+    """A GPU index given as a number (cuda(1)), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _names_dtype(text: str) -> bool:
     """Whether a string argument of to() names a dtype ('float32') rather than a device."""
     try:
@@ -393,7 +398,7 @@ class Module:
         """Move everything to a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
         if device is None:
             return self.to("cuda")
-        return self.to(f"cuda:{device}" if isinstance(device, int) else parse_device(device, "cuda"))
+        return self.to(f"cuda:{int(device)}" if _is_index(device) else parse_device(device, "cuda"))
 
     def cpu(self) -> "Module":
         """Move everything to the CPU (host NumPy arrays)."""
