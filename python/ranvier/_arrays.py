@@ -36,6 +36,81 @@ def device_of(a) -> str:
     return "cuda" if is_cuda_array(a) else "cpu"
 
 
+def device_name(a) -> str:
+    """'cpu', or 'cuda:N' for an array on GPU N (what ``Tensor.device`` reports)."""
+    if not is_cuda_array(a):
+        return "cpu"
+    return f"cuda:{int(getattr(getattr(a, 'device', None), 'id', 0))}"
+
+
+def parse_device(device, op: str) -> str:
+    """A device given by the user -> 'cpu', 'cuda' (the current GPU) or 'cuda:N'.
+
+    Devices are plain strings in ranvier (no device class): 'cpu', 'cuda', 'cuda:N'.
+    Anything else is a ValueError (a wrong string) or TypeError (not a string) naming `op`.
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"{op}: device must be a string ('cpu', 'cuda' or 'cuda:N'), got "
+                        f"{type(device).__name__} {device!r}")
+    if device in ("cpu", "cuda"):
+        return device
+    if device.startswith("cuda:"):
+        index = device[5:]
+        if index.isascii() and index.isdigit():  # digits only: no sign, no spaces
+            return f"cuda:{int(index)}"
+    raise ValueError(f"{op}: unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N' "
+                     f"(N = 0, 1, ... the GPU's index)")
+
+
+def resolve_device(device, op: str) -> str:
+    """A device given by the user -> 'cpu' or 'cuda:N', checking that the GPU can be used.
+
+    Raises RuntimeError with ``ranvier.cuda.unavailable_reason()`` when a GPU is asked for
+    and none can be used, and when 'cuda:N' names a GPU this machine does not have.
+    """
+    device = parse_device(device, op)
+    if device == "cpu":
+        return device
+    from . import cuda  # imports the extension; _arrays itself must not need it
+
+    if not cuda.is_available():
+        raise RuntimeError(f"{op}: cannot use device {device!r}: CUDA is not available "
+                           f"({cuda.unavailable_reason()})")
+    cupy = _cupy()
+    if device == "cuda":
+        return f"cuda:{int(cupy.cuda.Device().id)}"
+    index, count = int(device[5:]), cuda.device_count()
+    if index >= count:
+        raise RuntimeError(f"{op}: device {device!r} does not exist; this machine has {count} "
+                           f"GPU(s) (cuda:0 to cuda:{count - 1})")
+    return device
+
+
+def to_device(array, device: str):
+    """`array` on `device` ('cpu' or 'cuda:N', as resolve_device returns); the array itself
+    when it is there already, else a copy (NumPy on the CPU, CuPy on a GPU)."""
+    current = device_name(array)
+    if device == current:
+        return array
+    if device == "cpu":
+        if not hasattr(array, "get"):  # another library's GPU array: go through CuPy
+            array = _cupy().asarray(array)
+        return array.get()
+    cupy = _cupy()
+    with cupy.cuda.Device(int(device[5:])):  # allocate on the target GPU
+        if isinstance(array, cupy.ndarray):
+            return cupy.copy(array)  # GPU -> GPU: cupy.copy copies across devices
+        # Host -> GPU on the current stream. From pageable memory (NumPy's) the call returns
+        # once the source has been read, so a temporary source may be freed right after.
+        return cupy.array(array, copy=True)
+
+
+def to_host(array):
+    """A NumPy array with `array`'s values: a GPU array is copied to the host, a NumPy array
+    is returned as it is."""
+    return to_device(array, "cpu") if is_cuda_array(array) else array
+
+
 def array_module(*arrays):
     """numpy, or cupy when the arrays live on the GPU; mixing the two is an error."""
     devices = {device_of(a) for a in arrays if a is not None}

@@ -16,11 +16,12 @@ Unless ``retain_graph=True``, each node's saved arrays are released as it is use
 from __future__ import annotations
 
 import functools
+import re
 import threading
 
 import numpy as np
 
-from ._arrays import array_module
+from ._arrays import array_module, device_name, is_cuda_array
 
 __all__ = ["Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
            "backward", "gradcheck", "GradcheckError"]
@@ -148,6 +149,7 @@ class Function:
         from .tensor import Tensor  # tensor.py imports this module
 
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        _check_one_device(cls, arrays)
         ctx = cls()
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         record = is_grad_enabled() and any(needs)
@@ -167,6 +169,40 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__.lstrip('_')}Backward>"
+
+
+def _op_name(cls) -> str:
+    """The name errors use for a Function: ``op_name`` if it sets one, else its class name in
+    snake case without a leading underscore (Mul -> 'mul', _MSELoss -> 'mse_loss')."""
+    name = getattr(cls, "op_name", None)
+    if name is None:
+        name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__.lstrip("_"))
+        name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    return name
+
+
+def _check_one_device(cls, arrays) -> None:
+    """Refuse an op whose array arguments live on different devices, naming both.
+
+    Checked here, once for every differentiable op, before any array is touched: NumPy and
+    CuPy would otherwise fail in their own words, or a CPU kernel would get a GPU pointer.
+    """
+    check_one_device(_op_name(cls), arrays)
+
+
+def check_one_device(op: str, arrays) -> None:
+    """ValueError naming `op` and two devices when the arrays among `arrays` (other values
+    are ignored) do not all live on one device."""
+    first = None
+    for a in arrays:
+        if isinstance(a, np.ndarray) or is_cuda_array(a):
+            device = device_name(a)
+            if first is None:
+                first = device
+            elif device != first:
+                raise ValueError(f"{op}: tensors are on {first} and {device}; move "
+                                 f"them to one device first (tensor.to({device!r}) or "
+                                 f"tensor.to({first!r}))")
 
 
 # --- the backward walk ---------------------------------------------------------------------

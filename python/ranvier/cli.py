@@ -1,6 +1,10 @@
 """The ``ranvier`` command (also ``python -m ranvier``).
 
     ranvier demo [--epochs 30] [--hidden 64] [--lr 0.001] [--batch-size 32] [--seed 0] [--no-progress]
+                 [--device cpu|cuda|cuda:N]
+
+Exit status: 0 on success, 2 for bad arguments, 1 when the device asked for cannot be used
+(one line on stderr saying why, e.g. no GPU or no CuPy).
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    from ._arrays import parse_device
+
+    try:
+        return parse_device(text, "--device")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device: ")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -51,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seed for the split, initial weights and shuffling (default 0)")
     demo.add_argument("--no-progress", action="store_true",
                       help="plain lines instead of progress bars, even on a terminal")
+    demo.add_argument("--device", type=_device, default="cpu",
+                      help="where to train: cpu (default), cuda or cuda:N (needs a GPU and CuPy)")
     return parser
 
 
@@ -61,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "demo":
+        from ._arrays import resolve_device
         from .demo import run_demo
 
+        try:  # before loading the data: a missing GPU is one clear line, not a traceback
+            device = resolve_device(args.device, "demo")
+        except RuntimeError as exc:
+            print(f"ranvier {exc}", file=sys.stderr)
+            return 1
         run_demo(epochs=args.epochs, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
-                 seed=args.seed, progress=False if args.no_progress else None)
+                 seed=args.seed, progress=False if args.no_progress else None, device=device)
         return 0
     parser.error(f"unknown command {args.command!r}")  # argparse already rejects these
     return 2

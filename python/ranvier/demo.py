@@ -8,7 +8,9 @@ so nothing about the held-out tumours leaks into training. A two-layer perceptro
 (30 -> hidden -> 2) is trained with cross-entropy and Adam over shuffled mini-batches, and
 judged on the held-out tumours by accuracy and ROC AUC (malignant as the positive class).
 
-Everything runs on ranvier's own CPU kernels in a few seconds.
+Everything runs on ranvier's own CPU kernels in a few seconds, or with ``device='cuda'``
+(``ranvier demo --device cuda``) on its CUDA kernels: the model and the mini-batches live on
+the GPU, the metrics are computed on the host from the copied-back logits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 import ranvier
 from ranvier import nn
+from ranvier._arrays import resolve_device
 from ranvier.metrics import roc_auc_score
 
 __all__ = ["run_demo", "load_tumours"]
@@ -56,18 +59,18 @@ def _softmax_rows(logits: np.ndarray) -> np.ndarray:
 
 
 def _to_numpy(t) -> np.ndarray:
-    """The values of a ranvier Tensor (or an array) as a NumPy array."""
+    """The values of a ranvier Tensor (or an array) as a host NumPy array."""
     if hasattr(t, "detach"):
-        t = t.detach()
+        t = t.detach().cpu()
     if hasattr(t, "numpy"):
         return np.asarray(t.numpy())
     return np.asarray(t)
 
 
-def _evaluate(model, x_test, y_test):
+def _evaluate(model, x_test, y_test, device="cpu"):
     model.eval()
     with ranvier.no_grad():
-        logits = _to_numpy(model(ranvier.tensor(x_test))).astype(np.float64)
+        logits = _to_numpy(model(ranvier.tensor(x_test, device=device))).astype(np.float64)
     model.train()
     probabilities = _softmax_rows(logits)
     accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
@@ -76,7 +79,8 @@ def _evaluate(model, x_test, y_test):
 
 
 def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: int = 32,
-             seed: int = 0, progress: bool | None = None, stream=None) -> dict:
+             seed: int = 0, progress: bool | None = None, stream=None,
+             device: str = "cpu") -> dict:
     """Train the tumour classifier and report on the held-out tumours.
 
     Args:
@@ -87,15 +91,18 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
         seed: drives the split, the initial weights and the shuffling.
         progress: a tqdm bar per epoch; None shows it when ``stream`` is a terminal.
         stream: a text stream to print to (default sys.stdout).
+        device: 'cpu', 'cuda' or 'cuda:N' for the model and the mini-batches; asking for a
+            GPU when none can be used raises RuntimeError with the reason, before any work.
 
-    Returns a dict: accuracy, roc_auc, n_test, n_train, n_features, epochs, seconds,
-    history (one dict per epoch: epoch, train_loss, accuracy).
+    Returns a dict: accuracy, roc_auc, n_test, n_train, n_features, epochs, seconds, device
+    ('cpu' or 'cuda:N'), history (one dict per epoch: epoch, train_loss, accuracy).
     """
     for name, value in (("epochs", epochs), ("hidden", hidden), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"run_demo: {name} must be a positive integer, got {value!r}")
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"run_demo: lr must be a positive number, got {lr!r}")
+    device = resolve_device(device, "demo")
     stream = sys.stdout if stream is None else stream
     if progress is None:
         progress = bool(getattr(stream, "isatty", lambda: False)())
@@ -106,11 +113,12 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
     generator = ranvier.manual_seed(seed)
 
     model = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    model.to(device)  # before the optimizer's first step, so that its state is made there
     loss_fn = nn.CrossEntropyLoss()
     optimizer = ranvier.optim.Adam(model.parameters(), lr=lr)
     print(f"ranvier demo: {n_train} training and {len(y_test)} held-out tumours, "
           f"{n_features} features; model {n_features}-{hidden}-2, Adam lr={lr:g}, "
-          f"batch {batch_size}", file=stream)
+          f"batch {batch_size}, on {device}", file=stream)
 
     history = []
     n_batches = (n_train + batch_size - 1) // batch_size
@@ -127,8 +135,8 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
         loss_sum = 0.0
         for b in range(n_batches):
             index = order[b * batch_size:(b + 1) * batch_size]
-            logits = model(ranvier.tensor(x_train[index]))
-            loss = loss_fn(logits, ranvier.tensor(y_train[index]))
+            logits = model(ranvier.tensor(x_train[index], device=device))
+            loss = loss_fn(logits, ranvier.tensor(y_train[index], device=device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -136,7 +144,7 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
             if bar is not None:
                 bar.update(1)
         train_loss = loss_sum / n_train
-        accuracy, auc = _evaluate(model, x_test, y_test)
+        accuracy, auc = _evaluate(model, x_test, y_test, device)
         history.append({"epoch": epoch, "train_loss": train_loss, "accuracy": accuracy,
                         "roc_auc": auc})
         if bar is not None:
@@ -152,4 +160,4 @@ def run_demo(epochs: int = 30, hidden: int = 64, lr: float = 1e-3, batch_size: i
           f"({len(y_test)} tumours, {n_features} features)", file=stream)
     return {"accuracy": accuracy, "roc_auc": auc, "n_test": int(len(y_test)),
             "n_train": int(n_train), "n_features": int(n_features), "epochs": epochs,
-            "seconds": seconds, "history": history}
+            "seconds": seconds, "device": device, "history": history}

@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 
 from . import ops
-from ._arrays import array_module
+from ._arrays import array_module, device_name, to_device
 from .autograd import Function
 
 
@@ -164,6 +164,8 @@ class MatMul(Function):
     """torch.matmul semantics: 1-D operands are promoted to a row (a) or a column (b) and
     that axis is removed from the result; other leading axes broadcast as batch axes."""
 
+    op_name = "matmul"
+
     @staticmethod
     def forward(ctx, a, b):
         a, b = (np.asarray(v) if not hasattr(v, "ndim") else v for v in (a, b))
@@ -303,28 +305,16 @@ class Cast(Function):
 
 
 class ToDevice(Function):
-    """Move an array between the CPU (NumPy) and the GPU (CuPy); the gradient moves back."""
+    """Copy an array to another device ('cpu' or 'cuda:N'); the gradient is copied back."""
 
     @staticmethod
     def forward(ctx, x, device):
-        ctx.device = "cuda" if hasattr(x, "__cuda_array_interface__") and not isinstance(
-            x, np.ndarray) else "cpu"
-        return move_array(x, device)
+        ctx.device = device_name(x)
+        return to_device(x, device)
 
     @staticmethod
     def backward(ctx, grad):
-        return move_array(grad, ctx.device), None
-
-
-def move_array(array, device):
-    on_cuda = hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray)
-    if device == "cpu":
-        return array.get() if on_cuda else array
-    from ._arrays import _cupy
-    cupy = _cupy()
-    if cupy is None:
-        raise RuntimeError("to('cuda'): CuPy is not installed, so tensors cannot move to the GPU")
-    return array if on_cuda else cupy.asarray(array)
+        return to_device(grad, ctx.device), None
 
 
 # --- reductions ----------------------------------------------------------------------------
@@ -459,6 +449,16 @@ def _is_basic_index(index):
                or (isinstance(p, (int, np.integer)) and not isinstance(p, bool)) for p in parts)
 
 
+def _scatter_add(xp, target, index, values):
+    """target[index] += values, accumulating repeated indices (np.add.at; on the GPU
+    cupy.add.at where this CuPy has it, else cupyx.scatter_add, its older name)."""
+    if xp is np or hasattr(xp.add, "at"):
+        xp.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
 class Index(Function):
     @staticmethod
     def forward(ctx, x, index):
@@ -473,5 +473,5 @@ class Index(Function):
             grad_x[ctx.index] = grad
         else:
             # Integer arrays may repeat an element: add.at accumulates where x[i] = g would not.
-            xp.add.at(grad_x, ctx.index, grad)
+            _scatter_add(xp, grad_x, ctx.index, grad)
         return grad_x, None

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import autograd
 from . import functions as fn
-from ._arrays import array_module, device_of
+from ._arrays import array_module, device_name, is_cuda_array, resolve_device, to_device
 from .autograd import is_grad_enabled
 from .random import default_generator
 
@@ -196,7 +196,13 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return device_of(self._data)
+        """Where the array lives: 'cpu' or 'cuda:N' (a plain string; ranvier has no device
+        class, and every ``device=`` argument takes 'cpu', 'cuda' or 'cuda:N')."""
+        return device_name(self._data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return is_cuda_array(self._data)
 
     @property
     def ndim(self) -> int:
@@ -237,8 +243,8 @@ class Tensor:
         if self.requires_grad:
             raise RuntimeError("numpy: can't call numpy() on a tensor that requires grad; use "
                                "tensor.detach().numpy()")
-        if self.device != "cpu":
-            raise TypeError("numpy: the tensor is on cuda; use tensor.cpu().numpy()")
+        if self.is_cuda:
+            raise TypeError(f"numpy: the tensor is on {self.device}; use tensor.cpu().numpy()")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
@@ -246,8 +252,8 @@ class Tensor:
         if not self.is_leaf:
             raise RuntimeError("np.asarray: the tensor is part of an autograd graph; use "
                                "tensor.detach() first")
-        if self.device != "cpu":
-            raise TypeError("np.asarray: the tensor is on cuda; use tensor.cpu() first")
+        if self.is_cuda:
+            raise TypeError(f"np.asarray: the tensor is on {self.device}; use tensor.cpu() first")
         array = self._data if dtype is None else self._data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
@@ -259,40 +265,46 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def tolist(self):
-        data = self._data.get() if self.device == "cuda" else self._data
+        data = self._data.get() if self.is_cuda else self._data
         return data.tolist()
 
     def to(self, *args, dtype=None, device=None) -> "Tensor":
-        """A tensor with another dtype and/or device ('cpu', 'cuda'); self when nothing changes.
+        """A tensor with another dtype and/or device; self when nothing changes.
 
-        ``t.to(ranvier.float64)``, ``t.to('cuda')``, ``t.to(device='cpu', dtype='float32')``.
-        Differentiable: the gradient comes back in the original dtype and device.
+        ``t.to(ranvier.float64)``, ``t.to('cuda')``, ``t.to('cuda:1')``,
+        ``t.to(device='cpu', dtype='float32')``, ``t.to(other)`` (other's dtype and device).
+        Devices are strings: 'cpu', 'cuda' (the current GPU) or 'cuda:N'. Differentiable,
+        as PyTorch's: the gradient comes back in the original dtype and device. Asking for
+        a GPU when none can be used raises RuntimeError with the reason
+        (``ranvier.cuda.unavailable_reason()``); an unknown device string a ValueError.
         """
         for arg in args:
-            if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda"):
-                device = arg
-            elif isinstance(arg, Tensor):
+            if isinstance(arg, Tensor):
                 dtype, device = arg.dtype, arg.device
+            elif isinstance(arg, str) and not _names_dtype(arg):
+                device = arg
             else:
                 dtype = arg
-        result = self
-        if device is not None:
-            device = str(device).split(":")[0]
-            if device not in ("cpu", "cuda"):
-                raise ValueError(f"to: unknown device {device!r}; use 'cpu' or 'cuda'")
-            if device != self.device:
-                result = fn.ToDevice.apply(result, device)
         if dtype is not None:
             dtype = check_dtype(dtype, "to")
-            if dtype != result.dtype:
-                result = fn.Cast.apply(result, dtype)
+        result = self
+        if device is not None:
+            device = resolve_device(device, "to")
+            if device != self.device:
+                result = fn.ToDevice.apply(result, device)
+        if dtype is not None and dtype != result.dtype:
+            result = fn.Cast.apply(result, dtype)
         return result
 
     def cpu(self) -> "Tensor":
+        """This tensor on the CPU (self if it is there already)."""
         return self.to("cpu")
 
-    def cuda(self) -> "Tensor":
-        return self.to("cuda")
+    def cuda(self, device=None) -> "Tensor":
+        """This tensor on a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
+        if device is None:
+            return self.to("cuda")
+        return self.to(f"cuda:{int(device)}" if _is_index(device) else device)
 
     def float(self) -> "Tensor":
         return self.to(np.float32)
@@ -344,13 +356,13 @@ class Tensor:
     __hash__ = object.__hash__  # identity, as PyTorch (== is elementwise)
 
     def __repr__(self) -> str:
-        data = self._data.get() if self.device == "cuda" else self._data
+        data = self._data.get() if self.is_cuda else self._data
         body = np.array2string(data, separator=", ", prefix="tensor(", threshold=1000,
                                precision=4)
         extras = []
         if self.dtype not in (np.float32, np.int64, np.bool_):
             extras.append(f"dtype={self.dtype}")
-        if self.device != "cpu":
+        if self.is_cuda:
             extras.append(f"device='{self.device}'")
         if self._grad_fn is not None:
             extras.append(f"grad_fn=<{type(self._grad_fn).__name__.lstrip('_')}Backward>")
@@ -410,27 +422,28 @@ class Tensor:
     neg = __neg__
 
     # Comparisons: boolean tensors outside the graph.
-    def _compare(self, other, op):
+    def _compare(self, other, op, name):
         other = _unwrap(_operand(other, self._data))
+        autograd.check_one_device(name, (self._data, other))
         return Tensor._from_array(array_module(self._data).asarray(op(self._data, other)))
 
     def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
+        return self._compare(other, lambda a, b: a < b, "lt")
 
     def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
+        return self._compare(other, lambda a, b: a <= b, "le")
 
     def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
+        return self._compare(other, lambda a, b: a > b, "gt")
 
     def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
+        return self._compare(other, lambda a, b: a >= b, "ge")
 
     def __eq__(self, other):
-        return self._compare(other, lambda a, b: a == b)
+        return self._compare(other, lambda a, b: a == b, "eq")
 
     def __ne__(self, other):
-        return self._compare(other, lambda a, b: a != b)
+        return self._compare(other, lambda a, b: a != b, "ne")
 
     def any(self) -> "Tensor":
         return Tensor._from_array(array_module(self._data).asarray(self._data.any()))
@@ -496,7 +509,8 @@ class Tensor:
             raise TypeError(f"{op}: dim must be an int, got {dim!r}")
         (axis,) = fn.normalize_dims(dim, self.ndim, op) or (0,)
         if self.ndim == 0:
-            return ValuesIndices(self.clone(), zeros((), dtype=np.int64))
+            index = array_module(self._data).zeros((), dtype=np.int64)
+            return ValuesIndices(self.clone(), Tensor._from_array(index))
         values = fn.MaxDim.apply(self, axis, bool(keepdim), largest)
         indices = (self._data.argmax if largest else self._data.argmin)(axis=axis)
         if keepdim:
@@ -622,30 +636,38 @@ class Tensor:
         return self
 
     def copy_(self, source):
-        """Copy `source`'s values (broadcast to this shape) into this tensor's array."""
+        """Copy `source`'s values (broadcast to this shape) into this tensor's array; as in
+        PyTorch, `source` may be on another device (it is copied over first)."""
         self._check_inplace("copy_")
-        self._data[...] = _unwrap(source)
+        source = _unwrap(source)
+        if _is_array(source) and not isinstance(source, np.generic):
+            source = to_device(source, self.device)
+        self._data[...] = source
         return self
 
     def add_(self, other, alpha=1):
         self._check_inplace("add_")
         other = _unwrap(other)
+        autograd.check_one_device("add_", (self._data, other))
         self._data += other if alpha == 1 else alpha * other
         return self
 
     def sub_(self, other, alpha=1):
         self._check_inplace("sub_")
         other = _unwrap(other)
+        autograd.check_one_device("sub_", (self._data, other))
         self._data -= other if alpha == 1 else alpha * other
         return self
 
     def mul_(self, other):
         self._check_inplace("mul_")
+        autograd.check_one_device("mul_", (self._data, _unwrap(other)))
         self._data *= _unwrap(other)
         return self
 
     def div_(self, other):
         self._check_inplace("div_")
+        autograd.check_one_device("div_", (self._data, _unwrap(other)))
         self._data /= _unwrap(other)
         return self
 
@@ -664,9 +686,13 @@ class Tensor:
         return self
 
     def __setitem__(self, index, value):
+        """x[index] = value; as with copy_, an array value on another device is copied over."""
         self._check_inplace("__setitem__")
         index = tuple(_unwrap(i) for i in index) if isinstance(index, tuple) else _unwrap(index)
-        self._data[index] = _unwrap(value)
+        value = _unwrap(value)
+        if _is_array(value) and not isinstance(value, np.generic):
+            value = to_device(value, self.device)
+        self._data[index] = value
 
     # x += y on a result inside a graph (out = out + residual in a forward pass) rebinds x to
     # the out-of-place result, so the graph stays correct; other names for the old tensor
@@ -684,6 +710,20 @@ class Tensor:
         return self / other if not self.is_leaf else self.div_(other)
 
 
+def _is_index(value) -> bool:
+    """A GPU index given as a number (cuda(1)), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _names_dtype(text: str) -> bool:
+    """Whether a string argument of to() is a dtype name ('float32') rather than a device."""
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
 def _functional():
     from .nn import functional
     return functional
@@ -695,11 +735,12 @@ def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor
     """A new leaf tensor holding a copy of `data` (nested lists, numbers, arrays or a Tensor).
 
     dtype defaults follow PyTorch: Python floats -> float32, ints -> int64, bools -> bool;
-    NumPy/CuPy arrays keep theirs. ``requires_grad=True`` needs a float dtype.
+    NumPy/CuPy arrays keep theirs. ``requires_grad=True`` needs a float dtype. ``device``
+    ('cpu', 'cuda' or 'cuda:N') defaults to where `data` is (the CPU for lists and NumPy).
     """
     t = Tensor._from_array(_as_array(data, dtype, copy=True, op="tensor"))
     if device is not None:
-        t = t.to(device)
+        t = t.to(resolve_device(device, "tensor"))
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -727,8 +768,8 @@ def _new(array, requires_grad, device, op):
     """A leaf from a freshly made array, moved to `device`, requiring grad if asked."""
     check_dtype(array.dtype, op)
     t = Tensor._from_array(array)
-    if device is not None:
-        t = t.to(device)
+    if device is not None:  # made on the host, then copied: simple, and factories are not hot
+        t = t.to(resolve_device(device, op))
     return t.requires_grad_(requires_grad)
 
 
@@ -761,16 +802,18 @@ def full(size, fill_value, dtype=None, requires_grad=False, device=None) -> Tens
                 requires_grad, device, "full")
 
 
-def zeros_like(input: Tensor, dtype=None, requires_grad=False) -> Tensor:
+def zeros_like(input: Tensor, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """Zeros of input's shape, with input's dtype and device unless given."""
     xp = array_module(_unwrap(input))
     dtype = input.dtype if dtype is None else check_dtype(dtype, "zeros_like")
-    return Tensor._from_array(xp.zeros(input.shape, dtype)).requires_grad_(requires_grad)
+    return _new(xp.zeros(input.shape, dtype), requires_grad, device, "zeros_like")
 
 
-def ones_like(input: Tensor, dtype=None, requires_grad=False) -> Tensor:
+def ones_like(input: Tensor, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """Ones of input's shape, with input's dtype and device unless given."""
     xp = array_module(_unwrap(input))
     dtype = input.dtype if dtype is None else check_dtype(dtype, "ones_like")
-    return Tensor._from_array(xp.ones(input.shape, dtype)).requires_grad_(requires_grad)
+    return _new(xp.ones(input.shape, dtype), requires_grad, device, "ones_like")
 
 
 def randn(*size, dtype=None, requires_grad=False, device=None) -> Tensor:

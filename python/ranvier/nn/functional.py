@@ -368,8 +368,8 @@ def _weight_array(op, weight, input):
     if weight is None:
         return None
     weight = _data(weight)
-    if not hasattr(weight, "shape"):
-        weight = np.asarray(weight)
+    if not hasattr(weight, "shape"):  # a list or number: on the input's device
+        weight = array_module(input.data).asarray(weight)
     if tuple(weight.shape) != tuple(input.shape):
         try:
             weight = array_module(weight).broadcast_to(weight, input.shape)
@@ -443,8 +443,8 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100,
     _check_tensor(op, "input", input)
     _check_reduction(op, reduction)
     target = _data(target)
-    if not hasattr(target, "shape"):
-        target = np.asarray(target)
+    if not hasattr(target, "shape"):  # a list or number: on the input's device
+        target = array_module(input.data).asarray(target)
     if np.dtype(target.dtype).kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype "
                         f"{target.dtype}; probability targets are not supported")

@@ -6,13 +6,21 @@ learnable (running statistics, masks). Names nest with dots exactly as in PyTorc
 ``Sequential(Linear(3, 4), ReLU(), Linear(4, 2)).state_dict()`` has the keys ``0.weight``,
 ``0.bias``, ``2.weight``, ``2.bias`` and PyTorch checkpoints of the same architecture load.
 
-State-dict semantics (one difference from PyTorch, on purpose):
-``state_dict()`` returns *copies* of the parameter and buffer arrays (NumPy arrays for
-parameters on the CPU, CuPy arrays for parameters on the GPU), not views. A state dict taken
-after epoch 3 therefore still holds the epoch-3 weights after epoch 10 ("keep the best
-model" works without ``copy.deepcopy``). ``state_dict(keep_vars=True)`` returns the
+State-dict semantics (two differences from PyTorch, on purpose):
+``state_dict()`` returns *copies* of the parameter and buffer arrays, not views, and always
+as host NumPy arrays, also for a model on the GPU (so ``np.asarray``, ``ranvier.save`` and
+plotting just work). A state dict taken after epoch 3 therefore still holds the epoch-3
+weights after epoch 10 ("keep the best model" works without ``copy.deepcopy``). ``state_dict(keep_vars=True)`` returns the
 Parameter objects themselves, as in PyTorch. ``load_state_dict`` copies values *into* the
-existing arrays (casting to their dtype), so optimizers holding the parameters keep working.
+existing arrays (casting to their dtype, copying to their device), so optimizers holding the
+parameters keep working.
+
+Devices: ``model.to('cuda')`` (or ``.cuda()``, ``.cpu()``, ``.to(ranvier.float64)``,
+``.double()``, ``.float()``) moves or casts every parameter, gradient and buffer *in place of
+the Parameter objects*: the same Parameter objects now hold arrays on the new device, so an
+optimizer created before or after the move keeps working, as in PyTorch. Move the model
+before the optimizer's first ``step()``: optimizer state is created on the parameters' device
+at the first step and is not moved afterwards.
 It checks everything before it changes anything: on error the module is left untouched.
 """
 
@@ -23,7 +31,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .._arrays import array_module, is_cuda_array
+from .._arrays import array_module, is_cuda_array, parse_device, resolve_device, to_device, to_host
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -51,6 +59,36 @@ def _add_indent(text: str, spaces: int) -> str:
 def _array_of(value):
     """The array behind a Parameter, Tensor or array."""
     return value.data if isinstance(value, Tensor) else value
+
+
+def _host_copy(array):
+    """A NumPy copy of `array` (a GPU array is copied to the host)."""
+    return to_host(array) if is_cuda_array(array) else array.copy()
+
+
+def _is_index(value) -> bool:
+    """A GPU index given as a number (cuda(1)), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _names_dtype(text: str) -> bool:
+    """Whether a string argument of to() names a dtype ('float32') rather than a device."""
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_module_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"Module.to: {dtype!r} is not a dtype") from None
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"Module.to: only float32 and float64 are accepted as dtype, got {dtype} "
+                        f"(integer buffers are never cast)")
+    return dtype
 
 
 def _check_name(kind: str, module: "Module", name) -> None:
@@ -321,6 +359,90 @@ class Module:
             else:
                 _array_of(param.grad)[...] = 0
 
+    # ------------------------------------------------------------------------- devices
+
+    def to(self, *args, device=None, dtype=None) -> "Module":
+        """Move and/or cast every parameter, gradient and buffer; returns self.
+
+        ``model.to('cuda')``, ``model.to('cuda:1')``, ``model.to(ranvier.float64)``,
+        ``model.to('cpu', ranvier.float32)``, ``model.to(device=..., dtype=...)``. Devices
+        are strings ('cpu', 'cuda', 'cuda:N'). The dtype must be floating and applies to the
+        floating arrays only (integer buffers such as ``num_batches_tracked`` keep theirs),
+        as in PyTorch. The Parameter objects stay the same objects (their arrays are
+        replaced), so optimizers holding them keep working. Asking for a GPU when none can
+        be used raises RuntimeError with the reason; nothing is changed then.
+        """
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, str) and not _names_dtype(arg):
+                device = arg
+            else:
+                dtype = arg
+        if dtype is not None:
+            dtype = np.dtype(_check_module_dtype(dtype))
+        if device is not None:
+            device = resolve_device(device, "Module.to")
+
+        def convert(array):
+            if dtype is not None and np.dtype(array.dtype).kind == "f" and array.dtype != dtype:
+                array = array.astype(dtype)
+            if device is not None:
+                array = to_device(array, device)
+            return array
+
+        self._replace_arrays(convert)
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        """Move everything to a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
+        if device is None:
+            return self.to("cuda")
+        return self.to(f"cuda:{int(device)}" if _is_index(device) else parse_device(device, "cuda"))
+
+    def cpu(self) -> "Module":
+        """Move everything to the CPU (host NumPy arrays)."""
+        return self.to("cpu")
+
+    def float(self) -> "Module":
+        """Cast the floating parameters and buffers to float32."""
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        """Cast the floating parameters and buffers to float64."""
+        return self.to(np.float64)
+
+    def _replace_arrays(self, convert) -> None:
+        """Give every parameter (and its gradient) and buffer the array convert(array).
+
+        Parameters keep their identity: only their array is replaced. Shared parameters and
+        buffers are converted once and stay shared. Every conversion is done before any is
+        stored, so a failure (e.g. out of GPU memory) leaves the module as it was.
+        """
+        converted = {}  # id(original array) -> new array
+
+        def once(array):
+            if id(array) not in converted:
+                converted[id(array)] = (array, convert(array))  # keep the original alive
+            return converted[id(array)][1]
+
+        params, buffers = {}, []
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is not None and id(param) not in params:
+                    grad = param.grad
+                    params[id(param)] = (param, once(param._data),
+                                         None if grad is None else once(grad._data))
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    buffers.append((module, name, once(buffer)))
+        for param, data, grad_data in params.values():
+            param._data = data
+            if grad_data is not None:
+                param.grad._data = grad_data
+        for module, name, buffer in buffers:
+            module._buffers[name] = buffer
+
     def apply(self, fn) -> "Module":
         """Call ``fn(module)`` on every sub-module (children first) and then on self, e.g. for
         custom initialisation. Returns self."""
@@ -356,7 +478,7 @@ class Module:
 
         Returns:
             ``OrderedDict`` with PyTorch's keys (``"0.weight"``, ``"encoder.bias"``, ...). The
-            values are copies of the arrays (NumPy for CPU parameters, CuPy for GPU ones),
+            values are host NumPy copies of the arrays, also for a model on the GPU,
             detached from autograd: later training does not change them, and
             ``ranvier.save`` writes them as they are.
 
@@ -366,7 +488,7 @@ class Module:
         destination = OrderedDict()
         for key, module, registry, name in self._state_items(prefix):
             value = getattr(module, registry)[name]
-            destination[key] = value if keep_vars else _array_of(value).copy()
+            destination[key] = value if keep_vars else _host_copy(_array_of(value))
         return destination
 
     def load_state_dict(self, state_dict: Mapping, strict: bool = True) -> _IncompatibleKeys:

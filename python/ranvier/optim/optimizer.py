@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .._arrays import array_module, is_cuda_array
+from .._arrays import array_module, is_cuda_array, to_host
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -144,7 +144,9 @@ class Optimizer:
 
         ``{'state': {index: {'step': int, name: array, ...}}, 'param_groups': [{option:
         value, ..., 'params': [index, ...]}]}``; parameters are numbered in group order. The
-        arrays are copies, so a saved state dict does not change as training goes on.
+        arrays are host NumPy copies (also when the parameters are on the GPU), so a saved
+        state dict does not change as training goes on and ``ranvier.save`` takes it as is;
+        ``load_state_dict`` puts them back on the parameters' device.
         """
         index_of = {}
         param_groups = []
@@ -157,7 +159,8 @@ class Optimizer:
         state = {}
         for p, param_state in self.state.items():
             if id(p) in index_of:
-                state[index_of[id(p)]] = {k: (v.copy() if _is_array(v) else v) for k, v in param_state.items()}
+                state[index_of[id(p)]] = {k: (_host_copy(v) if _is_array(v) else v)
+                                          for k, v in param_state.items()}
         return {"state": dict(sorted(state.items())), "param_groups": param_groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -213,6 +216,11 @@ class Optimizer:
                 if key != "params":
                     text += f"    {key}: {group[key]}\n"
         return text + ")"
+
+
+def _host_copy(array):
+    """A NumPy copy of a state array (a GPU array is copied to the host)."""
+    return to_host(array) if is_cuda_array(array) else array.copy()
 
 
 def _is_array(value) -> bool:
