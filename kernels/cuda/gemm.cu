@@ -26,6 +26,7 @@
 #include <string>
 
 #include "check.cuh"
+#include "gemm.cuh"
 #include "ranvier/matmul.h"
 
 namespace ranvier::cuda {
@@ -216,6 +217,30 @@ __global__ void __launch_bounds__((GemmTile<T>::BM / GemmTile<T>::TM) *
   }
 }
 
+// sums (cols) = column sums of x (rows, cols). Block 32 x 8: threadIdx.x picks a column (so a
+// warp reads 32 consecutive values of a row), threadIdx.y one of 8 interleaved row slices;
+// the 8 partial sums meet in shared memory.
+constexpr int kColumnSumWidth = 32;
+constexpr int kColumnSumSlices = 8;
+
+template <typename T>
+__global__ void column_sum_kernel(const T* __restrict__ x, T* sums, int64_t rows, int64_t cols) {
+  __shared__ T partial[kColumnSumSlices][kColumnSumWidth + 1];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColumnSumWidth + threadIdx.x;
+  T sum = T(0);
+  if (col < cols) {
+    for (int64_t r = threadIdx.y; r < rows; r += kColumnSumSlices) sum += x[r * cols + col];
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    T total = T(0);
+#pragma unroll
+    for (int s = 0; s < kColumnSumSlices; ++s) total += partial[s][threadIdx.x];
+    sums[col] = total;
+  }
+}
+
 // 16-byte accesses need a 16-byte aligned base, and every row (ld) and batch matrix (stride)
 // must start on a 16-byte boundary too.
 template <typename T>
@@ -223,6 +248,8 @@ bool can_vectorise(const void* base, int64_t ld, int64_t stride) {
   constexpr int64_t VEC = Vec16<T>::kSize;
   return reinterpret_cast<uintptr_t>(base) % 16 == 0 && ld % VEC == 0 && stride % VEC == 0;
 }
+
+}  // namespace
 
 // C[z] (m, n) = alpha * op(A[z]) @ op(B[z]) + bias + beta * C[z] for z < batch, with
 // A[z] = a + z * stride_a etc. (stride 0 shares one matrix over the batch).
@@ -284,32 +311,6 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
   }
 }
 
-// sums (cols) = column sums of x (rows, cols). Block 32 x 8: threadIdx.x picks a column (so a
-// warp reads 32 consecutive values of a row), threadIdx.y one of 8 interleaved row slices;
-// the 8 partial sums meet in shared memory.
-constexpr int kColumnSumWidth = 32;
-constexpr int kColumnSumSlices = 8;
-
-template <typename T>
-__global__ void column_sum_kernel(const T* __restrict__ x, T* sums, int64_t rows, int64_t cols) {
-  __shared__ T partial[kColumnSumSlices][kColumnSumWidth + 1];
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * kColumnSumWidth + threadIdx.x;
-  T sum = T(0);
-  if (col < cols) {
-    for (int64_t r = threadIdx.y; r < rows; r += kColumnSumSlices) sum += x[r * cols + col];
-  }
-  partial[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y == 0 && col < cols) {
-    T total = T(0);
-#pragma unroll
-    for (int s = 0; s < kColumnSumSlices; ++s) total += partial[s][threadIdx.x];
-    sums[col] = total;
-  }
-}
-
-}  // namespace
-
 // C (m, n) = alpha * op(A) @ op(B) + beta * C, as cpu::gemm.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
@@ -360,6 +361,13 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
   }
 }
 
+template void gemm_batched<float>(bool, bool, int64_t, int64_t, int64_t, int64_t, float,
+                                  const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                                  float, float*, int64_t, int64_t, const float*, StreamHandle);
+template void gemm_batched<double>(bool, bool, int64_t, int64_t, int64_t, int64_t, double,
+                                   const double*, int64_t, int64_t, const double*, int64_t,
+                                   int64_t, double, double*, int64_t, int64_t, const double*,
+                                   StreamHandle);
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t, StreamHandle);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
