@@ -346,6 +346,60 @@ def conv(quick: bool, timer) -> list[Row]:
     return rows
 
 
+# --- GPU matmul ------------------------------------------------------------------------------
+# Our CUDA GEMM (kernels/cuda/gemm.cu) against cuBLAS through CuPy's matmul, float32, square
+# n x n. Both write into a preallocated output and are timed on the GPU with CUDA events
+# (cupyx.profiler.benchmark: per-call device time, median), so that launch overhead and host
+# timing do not blur the small sizes. CuPy runs cuBLAS in full float32 (no TF32) unless
+# CUPY_TF32=1 is set. The targets: >= 80% of cuBLAS at 4096, >= 60% at 512.
+GPU_MATMUL_SIZES = (512, 1024, 2048, 4096, 8192)
+GPU_MATMUL_QUICK_SIZES = (127, 256)
+
+
+def _gpu_median_seconds(fn, quick: bool) -> float:
+    from cupyx.profiler import benchmark
+
+    result = benchmark(fn, n_warmup=1 if quick else 3, n_repeat=3 if quick else 20)
+    return float(np.median(result.gpu_times[0]))
+
+
+def gpu_matmul(quick: bool, timer) -> list[Row]:
+    del timer  # GPU time comes from CUDA events, not the host timer
+    import ranvier
+
+    if not ranvier.cuda.is_available():
+        raise SectionUnavailable(f"no usable GPU ({ranvier.cuda.unavailable_reason()})")
+    import cupy as cp
+
+    from ranvier import ops
+
+    gpu = ranvier.cuda.get_device_name()
+    rng = np.random.default_rng(6)
+    rows = []
+    for n in (GPU_MATMUL_QUICK_SIZES if quick else GPU_MATMUL_SIZES):
+        a = cp.asarray(_random(rng, n, n))
+        b = cp.asarray(_random(rng, n, n))
+        ours_out = cp.empty((n, n), dtype=cp.float32)
+        cublas_out = cp.empty((n, n), dtype=cp.float32)
+        ops.matmul(a, b, out=ours_out)
+        cp.matmul(a, b, out=cublas_out)
+        note = _same(cp.asnumpy(ours_out), cp.asnumpy(cublas_out), rtol=1e-4 * math.sqrt(n),
+                     atol=1e-4 * math.sqrt(n))
+        row = Row("gpu_matmul", "matmul float32 (CUDA)", f"{n}x{n} @ {n}x{n}",
+                  _gpu_median_seconds(lambda: ops.matmul(a, b, out=ours_out), quick),
+                  "cupy matmul (cuBLAS)",
+                  _gpu_median_seconds(lambda: cp.matmul(a, b, out=cublas_out), quick),
+                  flops=2.0 * n ** 3, note=note)
+        if not row.note:
+            ours_tflops = row.gflops(row.ranvier_s) / 1e3
+            cublas_tflops = row.gflops(row.peer_s) / 1e3
+            row.note = (f"{ours_tflops:.1f} vs {cublas_tflops:.1f} TFLOP/s: "
+                        f"{row.speed_ratio:.0%} of cuBLAS on {gpu}")
+        rows.append(row)
+        del a, b, ours_out, cublas_out
+    return rows
+
+
 SECTIONS = {
     "matmul": matmul,
     "linear": linear,
@@ -353,4 +407,5 @@ SECTIONS = {
     "softmax": softmax,
     "train": training_step,
     "conv": conv,
+    "gpu_matmul": gpu_matmul,
 }

@@ -1,5 +1,5 @@
 // _C.conv{1,2}d_output_shape, _C.conv{1,2}d_forward, _C.conv{1,2}d_backward_input,
-// _C.conv{1,2}d_backward_weight (CPU only).
+// _C.conv{1,2}d_backward_weight, on CPU (NumPy) or CUDA (CuPy) arrays, all on one device.
 //
 // Hyper-parameters arrive as sequences with one entry per spatial axis:
 //   stride (sh, sw) / (s,), dilation (dh, dw) / (d,), padding (top, bottom, left, right) /
@@ -215,10 +215,10 @@ void conv_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj, py::h
   const bool has_bias = !bias_obj.is_none();
   ArrayView bias;
   if (has_bias) bias = view_array(bias_obj, op, "bias");
-  require_cpu(x, op, "x");
-  require_cpu(w, op, "weight");
-  require_cpu(y, op, "out");
-  if (has_bias) require_cpu(bias, op, "bias");
+  check_same_device(x, w, op, "x", "weight");
+  check_same_device(x, y, op, "x", "out");
+  if (has_bias) check_same_device(x, bias, op, "x", "bias");
+  require_cuda_built(x, op);
   check_float(x, op, "x");
   check_same_dtype(x, w, op, "x", "weight");
   check_same_dtype(x, y, op, "x", "out");
@@ -230,12 +230,20 @@ void conv_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj, py::h
   check_disjoint(y, w, op, "out", "weight");
   if (has_bias) check_disjoint(y, bias, op, "out", "bias");
 
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
+    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), has_bias ? bias.ptr<T>() : nullptr,
-                           y.ptr<T>());
+    if (x.device == Device::CPU) {
+      cpu::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out (N, C, *spatial) = gradient wrt x, from grad_output (N, K, *out_spatial) and weight.
@@ -246,9 +254,9 @@ void conv_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_obj
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView dx = view_output(out_obj, op, "out");
-  require_cpu(dy, op, "grad_output");
-  require_cpu(w, op, "weight");
-  require_cpu(dx, op, "out");
+  check_same_device(dy, w, op, "grad_output", "weight");
+  check_same_device(dy, dx, op, "grad_output", "out");
+  require_cuda_built(dy, op);
   check_float(dy, op, "grad_output");
   check_same_dtype(dy, w, op, "grad_output", "weight");
   check_same_dtype(dy, dx, op, "grad_output", "out");
@@ -259,11 +267,19 @@ void conv_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_obj
   check_disjoint(dx, dy, op, "out", "grad_output");
   check_disjoint(dx, w, op, "out", "weight");
 
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(dy.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
+    if (dy.device == Device::CPU) {
+      cpu::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out_weight (K, C/groups, *kernel) and out_bias (K, or None) from grad_output and x.
@@ -277,10 +293,10 @@ void conv_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_obj
   const bool has_bias = !db_obj.is_none();
   ArrayView db;
   if (has_bias) db = view_output(db_obj, op, "out_bias");
-  require_cpu(dy, op, "grad_output");
-  require_cpu(x, op, "x");
-  require_cpu(dw, op, "out_weight");
-  if (has_bias) require_cpu(db, op, "out_bias");
+  check_same_device(dy, x, op, "grad_output", "x");
+  check_same_device(dy, dw, op, "grad_output", "out_weight");
+  if (has_bias) check_same_device(dy, db, op, "grad_output", "out_bias");
+  require_cuda_built(dy, op);
   check_float(dy, op, "grad_output");
   check_same_dtype(dy, x, op, "grad_output", "x");
   check_same_dtype(dy, dw, op, "grad_output", "out_weight");
@@ -297,12 +313,20 @@ void conv_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_obj
     check_disjoint(db, dw, op, "out_bias", "out_weight");
   }
 
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(dy.dtype, op, [&](auto zero) {
     using T = decltype(zero);
+    T* db_ptr = has_bias ? db.ptr<T>() : nullptr;
     py::gil_scoped_release nogil;
-    cpu::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
-                                   has_bias ? db.ptr<T>() : nullptr);
+    if (dy.device == Device::CPU) {
+      cpu::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 template <int Spatial>

@@ -1,5 +1,6 @@
-// _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight (CPU only),
-// _C.gemm (the BLAS-style kernel itself, with alpha and beta), and which GEMM path runs:
+// _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight and _C.gemm
+// (the BLAS-style kernel itself, with alpha and beta), each on CPU (NumPy) or CUDA (CuPy)
+// arrays: every argument on one device, checked before anything else. Which CPU GEMM path runs:
 // _C.cpu_gemm_path, _C.cpu_features, _C.gemm_blocking.
 #include <cmath>
 #include <string>
@@ -12,6 +13,12 @@ namespace ranvier::binding {
 
 namespace {
 
+// The stream CUDA kernels run on (CuPy's current one); looked up with the GIL held, before
+// the kernel call releases it. None for CPU arrays.
+StreamHandle stream_for(const ArrayView& a) {
+  return a.device == Device::CUDA ? current_cuda_stream() : nullptr;
+}
+
 // out (batch, m, n) or (m, n) = op(a) @ op(b), a (batch, .., ..) or 2-D, b likewise.
 // op(a) is (m, k): a is (m, k), or (k, m) when trans_a; op(b) is (k, n): b is (k, n), or
 // (n, k) when trans_b. A 2-D operand is shared by every matrix of the other's batch.
@@ -20,9 +27,9 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
   const ArrayView a = view_array(a_obj, op, "a");
   const ArrayView b = view_array(b_obj, op, "b");
   const ArrayView out = view_output(out_obj, op, "out");
-  require_cpu(a, op, "a");
-  require_cpu(b, op, "b");
-  require_cpu(out, op, "out");
+  check_same_device(a, b, op, "a", "b");
+  check_same_device(a, out, op, "a", "out");
+  require_cuda_built(a, op);
   check_float(a, op, "a");
   check_same_dtype(a, b, op, "a", "b");
   check_same_dtype(a, out, op, "a", "out");
@@ -54,12 +61,21 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
 
   const int64_t stride_a = a_batched ? m * k : 0;
   const int64_t stride_b = b_batched ? k * n : 0;
+  const StreamHandle stream = stream_for(a);
   dispatch_float(a.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
-                   stride_a, stride_b);
+    if (a.device == Device::CPU) {
+      cpu::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
+                     stride_a, stride_b);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
+                      stride_a, stride_b, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
@@ -72,10 +88,10 @@ void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
   const bool has_bias = !bias_obj.is_none();
   ArrayView bias;
   if (has_bias) bias = view_array(bias_obj, op, "bias");
-  require_cpu(x, op, "x");
-  require_cpu(w, op, "weight");
-  require_cpu(y, op, "out");
-  if (has_bias) require_cpu(bias, op, "bias");
+  check_same_device(x, w, op, "x", "weight");
+  check_same_device(x, y, op, "x", "out");
+  if (has_bias) check_same_device(x, bias, op, "x", "bias");
+  require_cuda_built(x, op);
   check_float(x, op, "x");
   check_same_dtype(x, w, op, "x", "weight");
   check_same_dtype(x, y, op, "x", "out");
@@ -93,12 +109,21 @@ void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
   check_disjoint(y, w, op, "out", "weight");
   if (has_bias) check_disjoint(y, bias, op, "out", "bias");
 
+  const StreamHandle stream = stream_for(x);
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
+    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
     py::gil_scoped_release nogil;
-    cpu::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), has_bias ? bias.ptr<T>() : nullptr, y.ptr<T>(),
-                           rows, in, out_features);
+    if (x.device == Device::CPU) {
+      cpu::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), rows, in, out_features);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), rows, in,
+                              out_features, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out (rows, in) = grad_output (rows, out_features) @ w (out_features, in).
@@ -107,9 +132,9 @@ void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_o
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView dx = view_output(out_obj, op, "out");
-  require_cpu(dy, op, "grad_output");
-  require_cpu(w, op, "weight");
-  require_cpu(dx, op, "out");
+  check_same_device(dy, w, op, "grad_output", "weight");
+  check_same_device(dy, dx, op, "grad_output", "out");
+  require_cuda_built(dy, op);
   check_float(dy, op, "grad_output");
   check_same_dtype(dy, w, op, "grad_output", "weight");
   check_same_dtype(dy, dx, op, "grad_output", "out");
@@ -125,11 +150,20 @@ void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_o
   check_disjoint(dx, dy, op, "out", "grad_output");
   check_disjoint(dx, w, op, "out", "weight");
 
+  const StreamHandle stream = stream_for(dy);
   dispatch_float(dy.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in, out_features);
+    if (dy.device == Device::CPU) {
+      cpu::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in, out_features);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in,
+                                     out_features, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out_weight (out_features, in) = grad_output (rows, out_features)^T @ x (rows, in);
@@ -143,10 +177,10 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
   const bool has_bias = !db_obj.is_none();
   ArrayView db;
   if (has_bias) db = view_output(db_obj, op, "out_bias");
-  require_cpu(dy, op, "grad_output");
-  require_cpu(x, op, "x");
-  require_cpu(dw, op, "out_weight");
-  if (has_bias) require_cpu(db, op, "out_bias");
+  check_same_device(dy, x, op, "grad_output", "x");
+  check_same_device(dy, dw, op, "grad_output", "out_weight");
+  if (has_bias) check_same_device(dy, db, op, "grad_output", "out_bias");
+  require_cuda_built(dy, op);
   check_float(dy, op, "grad_output");
   check_same_dtype(dy, x, op, "grad_output", "x");
   check_same_dtype(dy, dw, op, "grad_output", "out_weight");
@@ -168,12 +202,22 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
     check_disjoint(db, dw, op, "out_bias", "out_weight");
   }
 
+  const StreamHandle stream = stream_for(dy);
   dispatch_float(dy.dtype, op, [&](auto zero) {
     using T = decltype(zero);
+    T* db_ptr = has_bias ? db.ptr<T>() : nullptr;
     py::gil_scoped_release nogil;
-    cpu::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
-                                   has_bias ? db.ptr<T>() : nullptr, rows, in, out_features);
+    if (dy.device == Device::CPU) {
+      cpu::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, rows, in,
+                                     out_features);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, rows, in,
+                                      out_features, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // c (m, n) = alpha * op(a) @ op(b) + beta * c, in place; a (m, k) or (k, m) when trans_a,
@@ -184,9 +228,9 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
   const ArrayView a = view_array(a_obj, op, "a");
   const ArrayView b = view_array(b_obj, op, "b");
   const ArrayView c = view_output(c_obj, op, "c");
-  require_cpu(a, op, "a");
-  require_cpu(b, op, "b");
-  require_cpu(c, op, "c");
+  check_same_device(a, b, op, "a", "b");
+  check_same_device(a, c, op, "a", "c");
+  require_cuda_built(a, op);
   check_float(a, op, "a");
   check_same_dtype(a, b, op, "a", "b");
   check_same_dtype(a, c, op, "a", "c");
@@ -207,12 +251,21 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
   check_shape(c, {m, n}, op, "c");
   check_disjoint(c, a, op, "c", "a");
   check_disjoint(c, b, op, "c", "b");
+  const StreamHandle stream = stream_for(a);
   dispatch_float(a.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
-                 b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n);
+    if (a.device == Device::CPU) {
+      cpu::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
+                   b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
+                    b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 py::dict cpu_features() {

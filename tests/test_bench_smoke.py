@@ -33,10 +33,10 @@ def test_quick_bench_prints_a_row_per_case():
         assert row[3] != "-", row  # ranvier was timed
         assert "MISMATCH" not in row[-1], row
     skipped = [line for line in completed.stdout.splitlines() if ": skipped, " in line]
-    assert len(sections) + len(skipped) == 6, completed.stdout
+    assert len(sections) + len(skipped) == 7, completed.stdout
 
 
-@pytest.mark.parametrize("section", ["matmul", "linear", "softmax", "train", "conv"])
+@pytest.mark.parametrize("section", ["matmul", "linear", "softmax", "train", "conv", "gpu_matmul"])
 def test_each_section_runs_or_says_why_not(section):
     completed = run_bench("--only", section)
     assert completed.returncode == 0, completed.stdout + completed.stderr

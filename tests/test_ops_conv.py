@@ -424,15 +424,19 @@ class FakeCudaArray:
                                          "strides": None, "version": 3}
 
 
-def test_kernels_reject_cuda_arrays():
+def test_kernels_reject_mixed_devices():
+    # Refused in the binding's first checks, so the fake pointer never reaches a kernel (the
+    # CUDA results themselves: tests/test_cuda_conv.py).
     x, w = _f32(2, 3, 5, 5), _f32(4, 3, 3, 3)
-    with pytest.raises(ValueError, match=r"conv2d_forward: x is a CUDA array, but CUDA arrays are not "
-                                         r"supported by this kernel yet"):
+    with pytest.raises(ValueError, match=r"conv2d_forward: x is on cuda but weight is on cpu; "
+                                         r"move both to one device"):
         _C.conv2d_forward(FakeCudaArray((2, 3, 5, 5)), w, None, _f32(2, 4, 3, 3), *HYPER_2D)
-    with pytest.raises(ValueError, match=r"conv2d_forward: bias is a CUDA array"):
+    with pytest.raises(ValueError, match=r"conv2d_forward: x is on cpu but bias is on cuda"):
         _C.conv2d_forward(x, w, FakeCudaArray((4,)), _f32(2, 4, 3, 3), *HYPER_2D)
-    with pytest.raises(ValueError, match=r"conv2d_backward_input: weight is a CUDA array"):
+    with pytest.raises(ValueError, match=r"conv2d_backward_input: grad_output is on cpu but weight is on cuda"):
         _C.conv2d_backward_input(_f32(2, 4, 3, 3), FakeCudaArray((4, 3, 3, 3)), _f32(2, 3, 5, 5), *HYPER_2D)
-    with pytest.raises(ValueError, match=r"conv1d_backward_weight: out_weight is a CUDA array"):
+    with pytest.raises(ValueError, match=r"conv1d_backward_weight: grad_output is on cpu but out_weight is on cuda"):
         _C.conv1d_backward_weight(_f32(2, 4, 3), _f32(2, 3, 5), FakeCudaArray((4, 3, 3)), None,
                                   [1], [0, 0], [1], 1)
+    with pytest.raises(ValueError, match=r"conv2d_backward_weight: grad_output is on cuda but x is on cpu"):
+        _C.conv2d_backward_weight(FakeCudaArray((2, 4, 3, 3)), x, _f32(4, 3, 3, 3), None, *HYPER_2D)

@@ -105,3 +105,38 @@ template <typename T>
 void conv1d_backward_weight(const Conv1dShape& shape, const T* dy, const T* x, T* dw, T* dbias);
 
 }  // namespace ranvier::cpu
+
+// --- the CUDA twins (kernels/cuda/conv.cu): the same shapes and semantics, device pointers,
+// run on `stream`; im2col / col2im kernels around the tiled CUDA GEMM, batched over images.
+namespace ranvier::cuda {
+
+using Conv2dShape = cpu::Conv2dShape;
+using Conv1dShape = cpu::Conv1dShape;
+
+// y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
+template <typename T>
+void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y,
+                    StreamHandle stream);
+// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S).
+template <typename T>
+void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T* dx,
+                           StreamHandle stream);
+// dw (K, C/g, R, S) and dbias (K, or null) from dy (N, K, P, Q) and x (N, C, H, W); N == 0
+// gives zeros.
+template <typename T>
+void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T* dw, T* dbias,
+                            StreamHandle stream);
+// y (N, K, L_out) = conv(x (N, C, L), w (K, C/g, S)) + bias (K); bias may be null.
+template <typename T>
+void conv1d_forward(const Conv1dShape& shape, const T* x, const T* w, const T* bias, T* y,
+                    StreamHandle stream);
+// dx (N, C, L) from dy (N, K, L_out) and w (K, C/g, S).
+template <typename T>
+void conv1d_backward_input(const Conv1dShape& shape, const T* dy, const T* w, T* dx,
+                           StreamHandle stream);
+// dw (K, C/g, S) and dbias (K, or null) from dy (N, K, L_out) and x (N, C, L).
+template <typename T>
+void conv1d_backward_weight(const Conv1dShape& shape, const T* dy, const T* x, T* dw, T* dbias,
+                            StreamHandle stream);
+
+}  // namespace ranvier::cuda

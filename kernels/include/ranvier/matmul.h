@@ -81,3 +81,31 @@ GemmBlocking gemm_blocking();
 double fma_peak_gflops(int threads, int64_t iterations);
 
 }  // namespace ranvier::cpu
+
+// --- the CUDA twins (kernels/cuda/gemm.cu): same semantics as above, device pointers, run on
+// `stream`. A tiled GEMM (shared-memory tiles, 2-D register blocking, 16-byte loads where the
+// layout allows) serves all of them; linear_forward adds the bias in its epilogue.
+namespace ranvier::cuda {
+
+// C (m, n) = alpha * op(A) @ op(B) + beta * C; beta == 0 never reads C.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+          int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc, StreamHandle stream);
+// C[i] (m, n) = op(A[i]) @ op(B[i]), A[i] at a + i * stride_a (0 broadcasts), C contiguous.
+template <typename T>
+void matmul(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int64_t k,
+            bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b, StreamHandle stream);
+// y (rows, out) = x (rows, in) @ w (out, in)^T + bias (out); bias may be null.
+template <typename T>
+void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t rows, int64_t in,
+                    int64_t out, StreamHandle stream);
+// dx (rows, in) = dy (rows, out) @ w (out, in)
+template <typename T>
+void linear_backward_input(const T* dy, const T* w, T* dx, int64_t rows, int64_t in, int64_t out,
+                           StreamHandle stream);
+// dw (out, in) = dy^T @ x; dbias (out) = sum over rows of dy (dbias may be null).
+template <typename T>
+void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t rows, int64_t in,
+                            int64_t out, StreamHandle stream);
+
+}  // namespace ranvier::cuda
