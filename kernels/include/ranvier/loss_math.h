@@ -32,8 +32,8 @@ RANVIER_HD LossAccum weighted_loss(const T* weight, int64_t i, LossAccum loss) {
   return weight ? static_cast<LossAccum>(weight[i]) * loss : loss;
 }
 
-// The factor element i's gradient is multiplied by: dout[i] (None), dout[0] / n (Mean) or
-// dout[0] (Sum). `reduced` is the value for Mean and Sum (see reduced_grad_scale).
+// The factor every element's gradient is multiplied by for a reduced loss: dout[0] / n
+// (Mean) or dout[0] (Sum). (For None, element i uses dout[i] itself.)
 template <typename T>
 RANVIER_HD T reduced_grad_scale(T dout0, int64_t n, Reduction reduction) {
   return reduction == Reduction::Mean ? static_cast<T>(static_cast<LossAccum>(dout0) / static_cast<LossAccum>(n))
