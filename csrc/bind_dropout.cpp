@@ -1,5 +1,6 @@
 // _C.dropout_forward / _C.dropout_backward / _C.uniform_fill: dropout masks and uniform
-// numbers from the counter-based Philox stream (kernels/include/ranvier/random.h). CPU only.
+// numbers from the counter-based Philox stream (kernels/include/ranvier/random.h), CPU or
+// CUDA: both map element i to the same stream index, so their masks are identical.
 #include <cmath>
 #include <limits>
 
@@ -38,20 +39,29 @@ void dropout_forward(py::handle x_obj, py::handle y_obj, py::handle mask_obj, do
   check_same_dtype(x, y, op, "x", "out");
   check_same_shape(x, y, op, "x", "out");
   check_same_shape(x, mask, op, "x", "mask");
-  require_cpu(x, op, "x");
-  require_cpu(y, op, "out");
-  require_cpu(mask, op, "mask");
+  check_same_device(x, y, op, "x", "out");
+  check_same_device(x, mask, op, "x", "mask");
+  require_cuda_built(x, op);
   check_no_partial_overlap(y, x, op, "out", "x");
   check_disjoint(mask, x, op, "mask", "x");
   check_disjoint(mask, y, op, "mask", "out");
   check_probability(p, op);
   check_stream_range(offset, x.numel(), op);
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::dropout_forward<T>(x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(), x.numel(), static_cast<T>(p), seed,
-                            offset);
+    if (x.device == Device::CPU) {
+      cpu::dropout_forward<T>(x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(), x.numel(), static_cast<T>(p), seed,
+                              offset);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::dropout_forward<T>(x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(), x.numel(), static_cast<T>(p), seed,
+                               offset, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out = grad_output * mask / (1 - p); out may be grad_output itself.
@@ -65,17 +75,26 @@ void dropout_backward(py::handle dy_obj, py::handle mask_obj, py::handle dx_obj,
   check_same_dtype(dy, dx, op, "grad_output", "out");
   check_same_shape(dy, mask, op, "grad_output", "mask");
   check_same_shape(dy, dx, op, "grad_output", "out");
-  require_cpu(dy, op, "grad_output");
-  require_cpu(mask, op, "mask");
-  require_cpu(dx, op, "out");
+  check_same_device(dy, mask, op, "grad_output", "mask");
+  check_same_device(dy, dx, op, "grad_output", "out");
+  require_cuda_built(dy, op);
   check_no_partial_overlap(dx, dy, op, "out", "grad_output");
   check_disjoint(dx, mask, op, "out", "mask");
   check_probability(p, op);
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(dy.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::dropout_backward<T>(dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(), dy.numel(), static_cast<T>(p));
+    if (dy.device == Device::CPU) {
+      cpu::dropout_backward<T>(dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(), dy.numel(), static_cast<T>(p));
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::dropout_backward<T>(dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(), dy.numel(), static_cast<T>(p),
+                                stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // out = uniform numbers in [0, 1) at indices offset .. offset + out.size - 1 of stream seed.
@@ -83,13 +102,21 @@ void uniform_fill(py::handle out_obj, uint64_t seed, uint64_t offset) {
   const char* op = "uniform_fill";
   const ArrayView out = view_output(out_obj, op, "out");
   check_float(out, op, "out");
-  require_cpu(out, op, "out");
+  require_cuda_built(out, op);
   check_stream_range(offset, out.numel(), op);
+  const StreamHandle stream = out.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(out.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::uniform_fill<T>(out.ptr<T>(), out.numel(), seed, offset);
+    if (out.device == Device::CPU) {
+      cpu::uniform_fill<T>(out.ptr<T>(), out.numel(), seed, offset);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::uniform_fill<T>(out.ptr<T>(), out.numel(), seed, offset, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 }  // namespace

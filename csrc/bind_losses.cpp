@@ -1,5 +1,5 @@
 // _C.*_loss_forward / _C.*_loss_backward: mse, binary cross-entropy (on probabilities and on
-// logits) and cross-entropy, each with reduction 'none', 'mean' or 'sum' (CPU only).
+// logits) and cross-entropy, each with reduction 'none', 'mean' or 'sum' (CPU or CUDA).
 //
 // Shapes the bindings accept (n = the number of elements of the first argument):
 //   forward:  out has the input's shape for 'none', shape () otherwise.
@@ -7,6 +7,10 @@
 //             input's shape.
 //   cross-entropy: logits (rows, classes), target int64 with `rows` elements (any shape; the
 //             shape only serves the error messages), 'none' output of target's shape.
+// Device arrays: every argument must be on the input's device. The value checks (targets in
+// range, probabilities in [0, 1]) run on the device for CUDA arrays: a kernel finds the first
+// offending index and the binding waits for it (one synchronisation per call, the price of
+// raising IndexError/ValueError before the loss kernel could index out of bounds).
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +22,19 @@
 namespace ranvier::binding {
 
 namespace {
+
+// Runs on_cpu() for CPU arrays, on_cuda(stream) for CUDA arrays (on CuPy's current stream),
+// with the GIL released.
+template <typename OnCpu, typename OnCuda>
+void run_on_device(const ArrayView& a, OnCpu&& on_cpu, OnCuda&& on_cuda) {
+  const StreamHandle stream = a.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  py::gil_scoped_release nogil;
+  if (a.device == Device::CPU) {
+    on_cpu();
+  } else {
+    on_cuda(stream);
+  }
+}
 
 // An optional array argument (None allowed).
 bool present(py::handle obj) { return !obj.is_none(); }
@@ -63,15 +80,15 @@ ElementwiseInputs view_elementwise(const char* op, const char* input_name, py::h
   ElementwiseInputs v;
   v.input = view_array(input_obj, op, input_name);
   v.target = view_array(target_obj, op, "target");
-  require_cpu(v.input, op, input_name);
-  require_cpu(v.target, op, "target");
+  check_same_device(v.input, v.target, op, input_name, "target");
+  require_cuda_built(v.input, op);
   check_float(v.input, op, input_name);
   check_same_dtype(v.input, v.target, op, input_name, "target");
   check_same_shape(v.input, v.target, op, input_name, "target");
   v.has_weight = present(weight_obj);
   if (v.has_weight) {
     v.weight = view_array(weight_obj, op, "weight");
-    require_cpu(v.weight, op, "weight");
+    check_same_device(v.input, v.weight, op, input_name, "weight");
     check_same_dtype(v.input, v.weight, op, input_name, "weight");
     check_shape(v.weight, v.input.shape, op, "weight");
   }
@@ -82,7 +99,7 @@ ElementwiseInputs view_elementwise(const char* op, const char* input_name, py::h
 ArrayView view_forward_out(const ElementwiseInputs& in, py::handle out_obj, Reduction reduction,
                            const char* op, const char* input_name) {
   ArrayView out = view_output(out_obj, op, "out");
-  require_cpu(out, op, "out");
+  check_same_device(in.input, out, op, input_name, "out");
   check_same_dtype(in.input, out, op, input_name, "out");
   check_shape(out, reduced_shape(in.input, reduction), op, "out");
   // Element i of out is written after element i of every input is read, so out may be an
@@ -103,8 +120,8 @@ BackwardArrays view_backward(const ElementwiseInputs& in, py::handle dout_obj, p
   BackwardArrays b;
   b.grad_output = view_array(dout_obj, op, "grad_output");
   b.out = view_output(out_obj, op, "out");
-  require_cpu(b.grad_output, op, "grad_output");
-  require_cpu(b.out, op, "out");
+  check_same_device(in.input, b.grad_output, op, input_name, "grad_output");
+  check_same_device(in.input, b.out, op, input_name, "out");
   check_same_dtype(in.input, b.grad_output, op, input_name, "grad_output");
   check_same_dtype(in.input, b.out, op, input_name, "out");
   if (reduction != Reduction::None && b.grad_output.ndim() != 0) {
@@ -136,9 +153,19 @@ void mse_loss_forward(py::handle pred_obj, py::handle target_obj, py::handle out
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "pred");
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
-                             reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
+              reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
+              reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -150,9 +177,19 @@ void mse_loss_backward(py::handle pred_obj, py::handle target_obj, py::handle do
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "pred");
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
-                              b.out.ptr<T>(), in.input.numel(), reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
+              b.out.ptr<T>(), in.input.numel(), reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
+              b.out.ptr<T>(), in.input.numel(), reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -167,6 +204,14 @@ void check_probabilities(const ArrayView& prob, const char* op) {
     using T = decltype(zero);
     const T* p = prob.ptr<T>();
     const int64_t n = prob.numel();
+    if (prob.device == Device::CUDA) {
+#ifdef RANVIER_WITH_CUDA
+      const StreamHandle stream = current_cuda_stream();
+      py::gil_scoped_release nogil;
+      bad = cuda::first_invalid_probability<T>(p, n, &bad_value, stream);
+#endif
+      return;
+    }
     py::gil_scoped_release nogil;
     for (int64_t i = 0; i < n; ++i) {
       if (!(p[i] >= T(0) && p[i] <= T(1))) {
@@ -191,9 +236,19 @@ void bce_loss_forward(py::handle prob_obj, py::handle target_obj, py::handle wei
   check_probabilities(in.input, op);
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), ptr_or_null<T>(in.weight, in.has_weight),
-                             out.ptr<T>(), in.input.numel(), reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.input.numel(), reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.input.numel(), reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -206,9 +261,21 @@ void bce_loss_backward(py::handle prob_obj, py::handle target_obj, py::handle we
   check_probabilities(in.input, op);
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), ptr_or_null<T>(in.weight, in.has_weight),
-                              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), b.grad_output.ptr<T>(), b.out.ptr<T>(),
+              in.input.numel(), reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), b.grad_output.ptr<T>(), b.out.ptr<T>(),
+              in.input.numel(), reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -228,7 +295,7 @@ PosWeight view_pos_weight(const ElementwiseInputs& in, py::handle pos_weight_obj
   pw.present = present(pos_weight_obj);
   if (pw.present) {
     pw.view = view_array(pos_weight_obj, op, "pos_weight");
-    require_cpu(pw.view, op, "pos_weight");
+    check_same_device(in.input, pw.view, op, "logits", "pos_weight");
     check_same_dtype(in.input, pw.view, op, "logits", "pos_weight");
     if (pw.view.shape != std::vector<int64_t>{pw.classes}) {
       fail_value(op, "pos_weight has shape " + pw.view.shape_str() + " but must have shape (" +
@@ -250,10 +317,21 @@ void bce_with_logits_forward(py::handle logits_obj, py::handle target_obj, py::h
   if (pw.present) check_disjoint(out, pw.view, op, "out", "pos_weight");
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-                                    ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
-                                    out.ptr<T>(), in.input.numel(), pw.classes, reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present), out.ptr<T>(),
+              in.input.numel(), pw.classes, reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present), out.ptr<T>(),
+              in.input.numel(), pw.classes, reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -268,11 +346,21 @@ void bce_with_logits_backward(py::handle logits_obj, py::handle target_obj, py::
   if (pw.present) check_disjoint(b.out, pw.view, op, "out", "pos_weight");
   dispatch_float(in.input.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-                                     ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
-                                     b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes,
-                                     reduction);
+    run_on_device(
+        in.input,
+        [&] {
+          cpu::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
+              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
+              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
+              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -290,8 +378,8 @@ CrossEntropyInputs view_cross_entropy(const char* op, py::handle logits_obj, py:
   CrossEntropyInputs v;
   v.logits = view_array(logits_obj, op, "logits");
   v.target = view_array(target_obj, op, "target");
-  require_cpu(v.logits, op, "logits");
-  require_cpu(v.target, op, "target");
+  check_same_device(v.logits, v.target, op, "logits", "target");
+  require_cuda_built(v.logits, op);
   check_float(v.logits, op, "logits");
   check_ndim(v.logits, 2, op, "logits");
   if (v.target.dtype != DType::Int64) {
@@ -308,7 +396,7 @@ CrossEntropyInputs view_cross_entropy(const char* op, py::handle logits_obj, py:
   v.has_weight = present(weight_obj);
   if (v.has_weight) {
     v.weight = view_array(weight_obj, op, "weight");
-    require_cpu(v.weight, op, "weight");
+    check_same_device(v.logits, v.weight, op, "logits", "weight");
     check_same_dtype(v.logits, v.weight, op, "logits", "weight");
     if (v.weight.shape != std::vector<int64_t>{v.classes}) {
       fail_value(op, "weight has shape " + v.weight.shape_str() + " but must have shape (" +
@@ -317,7 +405,14 @@ CrossEntropyInputs view_cross_entropy(const char* op, py::handle logits_obj, py:
   }
   // Every target must name a class or be ignore_index: the kernel indexes with it.
   int64_t bad = -1, bad_value = 0;
-  {
+  if (v.target.device == Device::CUDA) {
+#ifdef RANVIER_WITH_CUDA
+    const StreamHandle stream = current_cuda_stream();
+    py::gil_scoped_release nogil;
+    bad = cuda::first_invalid_class_target(v.target.ptr<int64_t>(), v.rows, v.classes, ignore_index, &bad_value,
+                                           stream);
+#endif
+  } else {
     const int64_t* t = v.target.ptr<int64_t>();
     const int64_t rows = v.rows, classes = v.classes;
     py::gil_scoped_release nogil;
@@ -344,7 +439,7 @@ void cross_entropy_forward(py::handle logits_obj, py::handle target_obj, py::han
   const Reduction reduction = parse_reduction(reduction_name, op);
   const CrossEntropyInputs in = view_cross_entropy(op, logits_obj, target_obj, weight_obj, ignore_index);
   ArrayView out = view_output(out_obj, op, "out");
-  require_cpu(out, op, "out");
+  check_same_device(in.logits, out, op, "logits", "out");
   check_same_dtype(in.logits, out, op, "logits", "out");
   check_shape(out, reduction == Reduction::None ? in.target.shape : kScalarShape, op, "out");
   check_disjoint(out, in.logits, op, "out", "logits");
@@ -352,10 +447,21 @@ void cross_entropy_forward(py::handle logits_obj, py::handle target_obj, py::han
   if (in.has_weight) check_disjoint(out, in.weight, op, "out", "weight");
   dispatch_float(in.logits.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-                                  ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.rows, in.classes,
-                                  ignore_index, reduction);
+    run_on_device(
+        in.logits,
+        [&] {
+          cpu::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
+              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.rows, in.classes, ignore_index,
+              reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
+              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.rows, in.classes, ignore_index,
+              reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 
@@ -367,8 +473,8 @@ void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::ha
   const CrossEntropyInputs in = view_cross_entropy(op, logits_obj, target_obj, weight_obj, ignore_index);
   const ArrayView dout = view_array(dout_obj, op, "grad_output");
   ArrayView out = view_output(out_obj, op, "out");
-  require_cpu(dout, op, "grad_output");
-  require_cpu(out, op, "out");
+  check_same_device(in.logits, dout, op, "logits", "grad_output");
+  check_same_device(in.logits, out, op, "logits", "out");
   check_same_dtype(in.logits, dout, op, "logits", "grad_output");
   check_same_dtype(in.logits, out, op, "logits", "out");
   if (reduction != Reduction::None && dout.ndim() != 0) {
@@ -382,10 +488,21 @@ void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::ha
   if (in.has_weight) check_disjoint(out, in.weight, op, "out", "weight");
   dispatch_float(in.logits.dtype, op, [&](auto zero) {
     using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    cpu::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-                                   ptr_or_null<T>(in.weight, in.has_weight), dout.ptr<T>(), out.ptr<T>(),
-                                   in.rows, in.classes, ignore_index, reduction);
+    run_on_device(
+        in.logits,
+        [&] {
+          cpu::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
+              ptr_or_null<T>(in.weight, in.has_weight), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
+              ignore_index, reduction);
+        },
+        [&](StreamHandle stream) {
+#ifdef RANVIER_WITH_CUDA
+          cuda::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
+              ptr_or_null<T>(in.weight, in.has_weight), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
+              ignore_index, reduction, stream);
+#endif
+          (void)stream;
+        });
   });
 }
 

@@ -1,4 +1,5 @@
-// _C.sgd_step / _C.adam_step / _C.rmsprop_step: fused in-place optimizer updates. CPU only.
+// _C.sgd_step / _C.adam_step / _C.rmsprop_step: fused in-place optimizer updates, CPU or CUDA
+// (the CUDA update equals the CPU one bit for bit: kernels/include/ranvier/optim_math.h).
 //
 // param and the state buffers are updated in place, so they are never copied here: each must
 // be a contiguous, writable float array of param's shape and dtype, and no two of them may
@@ -39,11 +40,11 @@ class UpdateArrays {
   UpdateArrays(py::handle param_obj, py::handle grad_obj, const char* op) : op_(op) {
     param_ = view_output(param_obj, op, "param");
     check_float(param_, op, "param");
-    require_cpu(param_, op, "param");
     grad_ = view_array(grad_obj, op, "grad");
     check_same_dtype(param_, grad_, op, "param", "grad");
     check_same_shape(param_, grad_, op, "param", "grad");
-    require_cpu(grad_, op, "grad");
+    check_same_device(param_, grad_, op, "param", "grad");
+    require_cuda_built(param_, op);
     check_no_partial_overlap(param_, grad_, op, "param", "grad");
     written_.push_back({param_, "param"});
   }
@@ -62,7 +63,7 @@ class UpdateArrays {
     const ArrayView buffer = view_output(obj, op_, name);
     check_same_dtype(param_, buffer, op_, "param", name);
     check_same_shape(param_, buffer, op_, "param", name);
-    require_cpu(buffer, op_, name);
+    check_same_device(param_, buffer, op_, "param", name);
     for (const auto& [other, other_name] : written_) check_disjoint(buffer, other, op_, name, other_name);
     check_no_partial_overlap(buffer, grad_, op_, name, "grad");
     written_.push_back({buffer, name});
@@ -70,6 +71,8 @@ class UpdateArrays {
   }
 
   const ArrayView& param() const { return param_; }
+  bool on_cuda() const { return param_.device == Device::CUDA; }
+  StreamHandle stream() const { return on_cuda() ? current_cuda_stream() : nullptr; }
   const ArrayView& grad() const { return grad_; }
 
  private:
@@ -97,9 +100,18 @@ void sgd_step(py::handle param_obj, py::handle grad_obj, py::handle momentum_buf
         arrays.state<T>(momentum_buffer_obj, "momentum_buffer", momentum != 0.0, "when momentum != 0");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
+    const StreamHandle stream = arrays.stream();
     py::gil_scoped_release nogil;
-    cpu::sgd_step<T>(param.ptr<T>(), grad.ptr<T>(), momentum_buffer, param.numel(), lr, momentum, dampening,
-                     weight_decay, nesterov, maximize, first_step);
+    if (!arrays.on_cuda()) {
+      cpu::sgd_step<T>(param.ptr<T>(), grad.ptr<T>(), momentum_buffer, param.numel(), lr, momentum, dampening,
+                       weight_decay, nesterov, maximize, first_step);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::sgd_step<T>(param.ptr<T>(), grad.ptr<T>(), momentum_buffer, param.numel(), lr, momentum, dampening,
+                        weight_decay, nesterov, maximize, first_step, stream);
+#endif
+    }
+    (void)stream;
   });
 }
 
@@ -121,9 +133,18 @@ void adam_step(py::handle param_obj, py::handle grad_obj, py::handle exp_avg_obj
     T* max_exp_avg_sq = arrays.state<T>(max_exp_avg_sq_obj, "max_exp_avg_sq", amsgrad, "when amsgrad=True");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
+    const StreamHandle stream = arrays.stream();
     py::gil_scoped_release nogil;
-    cpu::adam_step<T>(param.ptr<T>(), grad.ptr<T>(), exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr,
-                      beta1, beta2, eps, weight_decay, step, decoupled_weight_decay, amsgrad, maximize);
+    if (!arrays.on_cuda()) {
+      cpu::adam_step<T>(param.ptr<T>(), grad.ptr<T>(), exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr,
+                        beta1, beta2, eps, weight_decay, step, decoupled_weight_decay, amsgrad, maximize);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::adam_step<T>(param.ptr<T>(), grad.ptr<T>(), exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr,
+                         beta1, beta2, eps, weight_decay, step, decoupled_weight_decay, amsgrad, maximize, stream);
+#endif
+    }
+    (void)stream;
   });
 }
 
@@ -145,9 +166,18 @@ void rmsprop_step(py::handle param_obj, py::handle grad_obj, py::handle square_a
     T* grad_avg = arrays.state<T>(grad_avg_obj, "grad_avg", centered, "when centered=True");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
+    const StreamHandle stream = arrays.stream();
     py::gil_scoped_release nogil;
-    cpu::rmsprop_step<T>(param.ptr<T>(), grad.ptr<T>(), square_avg, momentum_buffer, grad_avg, param.numel(), lr,
-                         alpha, eps, weight_decay, momentum, centered, maximize);
+    if (!arrays.on_cuda()) {
+      cpu::rmsprop_step<T>(param.ptr<T>(), grad.ptr<T>(), square_avg, momentum_buffer, grad_avg, param.numel(),
+                           lr, alpha, eps, weight_decay, momentum, centered, maximize);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::rmsprop_step<T>(param.ptr<T>(), grad.ptr<T>(), square_avg, momentum_buffer, grad_avg, param.numel(),
+                            lr, alpha, eps, weight_decay, momentum, centered, maximize, stream);
+#endif
+    }
+    (void)stream;
   });
 }
 

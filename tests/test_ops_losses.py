@@ -564,11 +564,17 @@ def test_binding_checks_shapes_outputs_and_devices():
         __cuda_array_interface__ = {"shape": (4,), "typestr": "<f8", "data": (0, False),
                                     "version": 3, "strides": None}
 
-    for call in (lambda: _C.mse_loss_forward(FakeCudaArray(), x, np.empty(()), "sum"),
-                 lambda: _C.bce_with_logits_forward(x, x, None, None, FakeCudaArray(), "none"),
-                 lambda: _C.cross_entropy_forward(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), FakeCudaArray(),
-                                                  np.empty(()), -100, "sum")):
-        with pytest.raises(ValueError, match="is a CUDA array, but CUDA arrays are not supported by this kernel yet"):
+    # The losses have CUDA twins (tests/test_cuda_ops.py): device arrays are accepted, but never
+    # mixed with host ones; the check comes before any pointer is used.
+    for call, message in (
+            (lambda: _C.mse_loss_forward(FakeCudaArray(), x, np.empty(()), "sum"),
+             "mse_loss: pred is on cuda but target is on cpu"),
+            (lambda: _C.bce_with_logits_forward(x, x, None, None, FakeCudaArray(), "none"),
+             "binary_cross_entropy_with_logits: logits is on cpu but out is on cuda"),
+            (lambda: _C.cross_entropy_forward(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), FakeCudaArray(),
+                                              np.empty(()), -100, "sum"),
+             "cross_entropy: logits is on cpu but weight is on cuda")):
+        with pytest.raises(ValueError, match=message):
             call()
 
 

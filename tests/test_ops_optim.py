@@ -336,6 +336,8 @@ class _FakeCudaArray:
                                          "strides": None}
 
 
-def test_binding_rejects_cuda_arrays():
-    with pytest.raises(ValueError, match="sgd_step: param is a CUDA array, but CUDA arrays are not supported"):
-        _C.sgd_step(_FakeCudaArray(4), _FakeCudaArray(4), None, 0.1, 0.0, 0.0, 0.0, False, False, False)
+def test_binding_rejects_mixed_devices():
+    # The updates have CUDA twins (tests/test_cuda_ops.py): device arrays are accepted, but never
+    # mixed with host ones; the check comes before any pointer is used.
+    with pytest.raises(ValueError, match="sgd_step: param is on cuda but grad is on cpu"):
+        _C.sgd_step(_FakeCudaArray(4), np.ones(4, np.float32), None, 0.1, 0.0, 0.0, 0.0, False, False, False)

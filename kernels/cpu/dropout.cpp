@@ -1,11 +1,13 @@
 // Dropout and uniform random numbers on the CPU, from the counter-based Philox stream.
 //
 // Element i of a call with (seed, offset) uses global index g = offset + i of the stream:
-// Philox block g / 4, lane g % 4. A block's four numbers depend on (seed, block) only, so
-// each thread draws its own blocks and the result is independent of the thread count.
+// Philox block g / 4, lane g % 4 (dropout_math.h, shared with the CUDA kernels). A block's
+// four numbers depend on (seed, block) only, so each thread draws its own blocks and the
+// result is independent of the thread count.
 #include "ranvier/dropout.h"
 
 #include "parallel.h"
+#include "ranvier/dropout_math.h"
 #include "ranvier/random.h"
 
 namespace ranvier::cpu {
@@ -18,18 +20,14 @@ namespace {
 template <typename Visit>
 void for_each_uniform(int64_t n, uint64_t seed, uint64_t offset, Visit&& visit) {
   if (n <= 0) return;
-  const uint64_t first_block = offset / 4;
-  const uint64_t last_block = (offset + static_cast<uint64_t>(n) - 1) / 4;  // inclusive
-  const int64_t blocks = static_cast<int64_t>(last_block - first_block) + 1;
-  parallel_for(blocks, 64, [&](int64_t block_begin, int64_t block_end) {
+  const PhiloxBlockRange range = philox_blocks_for(n, offset);
+  parallel_for(range.blocks, 64, [&](int64_t block_begin, int64_t block_end) {
     float u[4];
     for (int64_t b = block_begin; b < block_end; ++b) {
-      const uint64_t block = first_block + static_cast<uint64_t>(b);
+      const uint64_t block = range.first_block + static_cast<uint64_t>(b);
       uniform4(seed, block, u);
       for (int lane = 0; lane < 4; ++lane) {
-        // Global index of this lane, and the element of this call it belongs to (if any).
-        const uint64_t global = block * 4 + static_cast<uint64_t>(lane);
-        const uint64_t i = global - offset;  // wraps to a huge value for global < offset
+        const uint64_t i = philox_lane_element(block, lane, offset);
         if (i < static_cast<uint64_t>(n)) visit(static_cast<int64_t>(i), u[lane]);
       }
     }
@@ -41,22 +39,20 @@ void for_each_uniform(int64_t n, uint64_t seed, uint64_t offset, Visit&& visit) 
 // x, y, mask (n); y may be x itself.
 template <typename T>
 void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t seed, uint64_t offset) {
-  // As PyTorch: a kept element is multiplied by 1 / (1 - p), a dropped one by 0 (so that a
-  // NaN in x stays visible).
-  const T scale = T(1) / (T(1) - p);
+  const T scale = dropout_scale(p);
   for_each_uniform(n, seed, offset, [&](int64_t i, float u) {
-    const bool keep = static_cast<T>(u) >= p;
+    const bool keep = dropout_keep(u, p);
     mask[i] = keep ? uint8_t{1} : uint8_t{0};
-    y[i] = x[i] * (keep ? scale : T(0));
+    y[i] = dropout_apply(x[i], keep, scale);
   });
 }
 
 // dy, mask, dx (n); dx may be dy itself.
 template <typename T>
 void dropout_backward(const T* dy, const uint8_t* mask, T* dx, int64_t n, T p) {
-  const T scale = T(1) / (T(1) - p);
+  const T scale = dropout_scale(p);
   parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+    for (int64_t i = begin; i < end; ++i) dx[i] = dropout_apply(dy[i], mask[i] != 0, scale);
   });
 }
 

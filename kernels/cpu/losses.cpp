@@ -13,13 +13,14 @@
 
 #include "parallel.h"
 #include "ranvier/activation_math.h"
+#include "ranvier/loss_math.h"
 #include "ranvier/math.h"
 
 namespace ranvier::cpu {
 
 namespace {
 
-using Accum = double;
+using Accum = LossAccum;
 
 // Elements per reduction block: big enough that the block sums are few, small enough that
 // a large loss still splits over all threads.
@@ -75,24 +76,10 @@ struct GradScale {
   Reduction reduction;
   T scalar;
   GradScale(const T* dout_, int64_t n, Reduction reduction_) : dout(dout_), reduction(reduction_) {
-    scalar = reduction == Reduction::None ? T(0)
-             : reduction == Reduction::Mean ? static_cast<T>(static_cast<Accum>(dout[0]) / static_cast<Accum>(n))
-                                            : dout[0];
+    scalar = reduction == Reduction::None ? T(0) : reduced_grad_scale(dout[0], n, reduction);
   }
   T operator[](int64_t i) const { return reduction == Reduction::None ? dout[i] : scalar; }
 };
-
-// PyTorch clamps log(p) and log(1 - p) at -100 in binary_cross_entropy, so that p = 0 or 1
-// gives a large finite loss instead of inf.
-constexpr Accum kBceLogFloor = -100.0;
-// ... and bounds the denominator p * (1 - p) of its gradient from below by this.
-constexpr Accum kBceGradEpsilon = 1e-12;
-
-// softplus(-z) = log(1 + exp(-z)) = log1p(exp(-|z|)) + max(-z, 0), without overflow.
-template <typename T>
-inline T softplus_neg(T z) {
-  return math_log1p(math_exp(-math_abs(z))) + std::max(-z, T(0));
-}
 
 }  // namespace
 
@@ -102,8 +89,7 @@ inline T softplus_neg(T z) {
 template <typename T>
 void mse_loss_forward(const T* pred, const T* target, T* out, int64_t n, Reduction reduction) {
   reduce_elementwise_loss(out, n, reduction, 2, [&](int64_t i) {
-    const Accum d = static_cast<Accum>(pred[i]) - static_cast<Accum>(target[i]);
-    return d * d;
+    return mse_term(pred[i], target[i]);
   });
 }
 
@@ -112,7 +98,7 @@ void mse_loss_backward(const T* pred, const T* target, const T* dout, T* dpred, 
                        Reduction reduction) {
   const GradScale<T> scale(dout, n, reduction);
   parallel_for(n, 2, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dpred[i] = T(2) * (pred[i] - target[i]) * scale[i];
+    for (int64_t i = begin; i < end; ++i) dpred[i] = mse_grad(pred[i], target[i], scale[i]);
   });
 }
 
@@ -123,12 +109,7 @@ template <typename T>
 void bce_loss_forward(const T* prob, const T* target, const T* weight, T* out, int64_t n,
                       Reduction reduction) {
   reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    const Accum p = prob[i];
-    const Accum t = target[i];
-    const Accum log_p = std::max(std::log(p), kBceLogFloor);
-    const Accum log_1mp = std::max(std::log1p(-p), kBceLogFloor);
-    const Accum loss = -(t * log_p + (Accum(1) - t) * log_1mp);
-    return weight ? static_cast<Accum>(weight[i]) * loss : loss;
+    return weighted_loss(weight, i, bce_term(prob[i], target[i]));
   });
 }
 
@@ -138,10 +119,8 @@ void bce_loss_backward(const T* prob, const T* target, const T* weight, const T*
   const GradScale<T> scale(dout, n, reduction);
   parallel_for(n, 4, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      // d/dp = (p - t) / (p (1 - p)), the denominator bounded below as PyTorch does.
-      const Accum p = prob[i];
-      const Accum grad = (p - static_cast<Accum>(target[i])) / std::max(p * (Accum(1) - p), kBceGradEpsilon);
-      const Accum w = weight ? static_cast<Accum>(weight[i]) : Accum(1);
+      const Accum grad = bce_grad(prob[i], target[i]);
+      const Accum w = element_weight(weight, i);
       dprob[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
     }
   });
@@ -155,14 +134,7 @@ template <typename T>
 void bce_with_logits_forward(const T* logits, const T* target, const T* weight, const T* pos_weight,
                              T* out, int64_t n, int64_t classes, Reduction reduction) {
   reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    const Accum z = logits[i];
-    const Accum t = target[i];
-    // loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z); with pw = 1 this is the familiar
-    // max(z, 0) - z t + log1p(exp(-|z|)).
-    const Accum log_weight = pos_weight ? Accum(1) + (static_cast<Accum>(pos_weight[i % classes]) - Accum(1)) * t
-                                        : Accum(1);
-    const Accum loss = (Accum(1) - t) * z + log_weight * softplus_neg(z);
-    return weight ? static_cast<Accum>(weight[i]) * loss : loss;
+    return weighted_loss(weight, i, bce_with_logits_term(logits[i], target[i], pos_weight, i, classes));
   });
 }
 
@@ -173,12 +145,8 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
   const GradScale<T> scale(dout, n, reduction);
   parallel_for(n, 20, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      // d/dz = (1 + (pw - 1) t) sigmoid(z) - pw t; with pw = 1: sigmoid(z) - t.
-      const Accum t = target[i];
-      const Accum pw = pos_weight ? static_cast<Accum>(pos_weight[i % classes]) : Accum(1);
-      const Accum s = stable_sigmoid(static_cast<Accum>(logits[i]));
-      const Accum grad = (Accum(1) + (pw - Accum(1)) * t) * s - pw * t;
-      const Accum w = weight ? static_cast<Accum>(weight[i]) : Accum(1);
+      const Accum grad = bce_with_logits_grad(logits[i], target[i], pos_weight, i, classes);
+      const Accum w = element_weight(weight, i);
       dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
     }
   });
@@ -189,36 +157,6 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
 // (may be null); out (rows) or (1); dout (rows) or (1)
 
 namespace {
-
-// max and log(sum exp(z - max)) of one row of logits.
-template <typename T>
-struct RowLogSumExp {
-  T max;
-  Accum log_sum;  // log(sum exp(z - max))
-};
-
-template <typename T>
-RowLogSumExp<T> row_log_sum_exp(const T* z, int64_t classes) {
-  T row_max = z[0];
-  for (int64_t c = 1; c < classes; ++c) {
-    if (z[c] > row_max || std::isnan(z[c])) row_max = z[c];
-  }
-  Accum sum = 0;
-  for (int64_t c = 0; c < classes; ++c) sum += static_cast<Accum>(math_exp(z[c] - row_max));
-  return {row_max, std::log(sum)};
-}
-
-// Weighted loss of one non-ignored row: w[t] * (log(sum exp z) - z[t]).
-template <typename T>
-Accum cross_entropy_row(const T* z, int64_t classes, int64_t t, Accum w) {
-  const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
-  return w * ((static_cast<Accum>(lse.max) - static_cast<Accum>(z[t])) + lse.log_sum);
-}
-
-template <typename T>
-Accum class_weight_of(const T* class_weight, int64_t t) {
-  return class_weight ? static_cast<Accum>(class_weight[t]) : Accum(1);
-}
 
 // Sum of the weights of the rows that are not ignored: the divisor of the mean.
 template <typename T>
@@ -290,14 +228,10 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
         std::fill(dz, dz + classes, T(0));
         continue;
       }
-      // d loss_r / d z_c = w[t] * (softmax(z)_c - [c == t])
       const Accum g = class_weight_of(class_weight, t) *
                       (reduction == Reduction::None ? static_cast<Accum>(dout[r]) : reduced_scale);
       const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
-      for (int64_t c = 0; c < classes; ++c) {
-        const Accum p = std::exp(static_cast<Accum>(z[c] - lse.max) - lse.log_sum);
-        dz[c] = static_cast<T>(g * (c == t ? p - Accum(1) : p));
-      }
+      for (int64_t c = 0; c < classes; ++c) dz[c] = cross_entropy_grad(z[c], lse, c == t, g);
     }
   });
 }

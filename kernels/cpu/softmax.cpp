@@ -16,6 +16,7 @@
 
 #include "parallel.h"
 #include "ranvier/math.h"
+#include "ranvier/softmax_math.h"
 
 namespace ranvier::cpu {
 
@@ -40,12 +41,6 @@ void for_each_line_run(int64_t begin, int64_t end, int64_t inner, Block&& block)
   }
 }
 
-// NaN-propagating maximum: a NaN anywhere in the line makes the whole line NaN, as PyTorch.
-template <typename T>
-inline T max_propagating_nan(T a, T b) {
-  return (b > a || std::isnan(b)) ? b : a;
-}
-
 // One contiguous row of length dim (the inner == 1 fast path).
 template <typename T>
 void softmax_row(const T* x, T* y, int64_t dim, bool log) {
@@ -54,9 +49,8 @@ void softmax_row(const T* x, T* y, int64_t dim, bool log) {
   Accum sum = 0;
   if (log) {
     for (int64_t d = 0; d < dim; ++d) sum += static_cast<Accum>(math_exp(x[d] - row_max));
-    // y = x - max - log(sum exp(x - max)); for an all -inf row max is -inf and x - max NaN.
-    const T log_sum = static_cast<T>(std::log(sum));
-    for (int64_t d = 0; d < dim; ++d) y[d] = (x[d] - row_max) - log_sum;
+    const Accum log_sum = std::log(sum);
+    for (int64_t d = 0; d < dim; ++d) y[d] = log_softmax_value(x[d], row_max, log_sum);
   } else {
     for (int64_t d = 0; d < dim; ++d) {
       const T e = math_exp(x[d] - row_max);
@@ -64,7 +58,7 @@ void softmax_row(const T* x, T* y, int64_t dim, bool log) {
       sum += static_cast<Accum>(e);
     }
     const Accum inv_sum = Accum(1) / sum;
-    for (int64_t d = 0; d < dim; ++d) y[d] = static_cast<T>(static_cast<Accum>(y[d]) * inv_sum);
+    for (int64_t d = 0; d < dim; ++d) y[d] = softmax_normalise(y[d], inv_sum);
   }
 }
 
@@ -89,7 +83,7 @@ void softmax_lines(const T* x, T* y, int64_t dim, int64_t inner, int64_t i0, int
     for (int64_t d = 0; d < dim; ++d) {
       const T* xd = x + d * inner + i0;
       T* yd = y + d * inner + i0;
-      for (int64_t k = 0; k < width; ++k) yd[k] = (xd[k] - row_max[k]) - static_cast<T>(sum[k]);
+      for (int64_t k = 0; k < width; ++k) yd[k] = log_softmax_value(xd[k], row_max[k], sum[k]);
     }
   } else {
     for (int64_t d = 0; d < dim; ++d) {
@@ -104,7 +98,7 @@ void softmax_lines(const T* x, T* y, int64_t dim, int64_t inner, int64_t i0, int
     for (int64_t k = 0; k < width; ++k) sum[k] = Accum(1) / sum[k];  // now 1 / sum exp(x - max)
     for (int64_t d = 0; d < dim; ++d) {
       T* yd = y + d * inner + i0;
-      for (int64_t k = 0; k < width; ++k) yd[k] = static_cast<T>(static_cast<Accum>(yd[k]) * sum[k]);
+      for (int64_t k = 0; k < width; ++k) yd[k] = softmax_normalise(yd[k], sum[k]);
     }
   }
 }
@@ -112,16 +106,9 @@ void softmax_lines(const T* x, T* y, int64_t dim, int64_t inner, int64_t i0, int
 // Backward of one contiguous row (inner == 1).
 template <typename T>
 void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t dim, bool log) {
-  Accum s = 0;
-  if (log) {
-    for (int64_t d = 0; d < dim; ++d) s += static_cast<Accum>(dy[d]);
-    const T sum_dy = static_cast<T>(s);
-    for (int64_t d = 0; d < dim; ++d) dx[d] = dy[d] - math_exp(y[d]) * sum_dy;
-  } else {
-    for (int64_t d = 0; d < dim; ++d) s += static_cast<Accum>(dy[d]) * static_cast<Accum>(y[d]);
-    const T dot = static_cast<T>(s);
-    for (int64_t d = 0; d < dim; ++d) dx[d] = y[d] * (dy[d] - dot);
-  }
+  Accum dot = 0;
+  for (int64_t d = 0; d < dim; ++d) dot += softmax_backward_term(y[d], dy[d], log);
+  for (int64_t d = 0; d < dim; ++d) dx[d] = softmax_grad(y[d], dy[d], dot, log);
 }
 
 // Backward of lines i0..i1 of one outer slice; `dot` is scratch of at least i1 - i0 entries.
@@ -133,21 +120,13 @@ void softmax_backward_lines(const T* y, const T* dy, T* dx, int64_t dim, int64_t
   for (int64_t d = 0; d < dim; ++d) {
     const T* yd = y + d * inner + i0;
     const T* dyd = dy + d * inner + i0;
-    if (log) {
-      for (int64_t k = 0; k < width; ++k) dot[k] += static_cast<Accum>(dyd[k]);
-    } else {
-      for (int64_t k = 0; k < width; ++k) dot[k] += static_cast<Accum>(dyd[k]) * static_cast<Accum>(yd[k]);
-    }
+    for (int64_t k = 0; k < width; ++k) dot[k] += softmax_backward_term(yd[k], dyd[k], log);
   }
   for (int64_t d = 0; d < dim; ++d) {
     const T* yd = y + d * inner + i0;
     const T* dyd = dy + d * inner + i0;
     T* dxd = dx + d * inner + i0;
-    if (log) {
-      for (int64_t k = 0; k < width; ++k) dxd[k] = dyd[k] - math_exp(yd[k]) * static_cast<T>(dot[k]);
-    } else {
-      for (int64_t k = 0; k < width; ++k) dxd[k] = yd[k] * (dyd[k] - static_cast<T>(dot[k]));
-    }
+    for (int64_t k = 0; k < width; ++k) dxd[k] = softmax_grad(yd[k], dyd[k], dot[k], log);
   }
 }
 

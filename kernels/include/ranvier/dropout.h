@@ -21,3 +21,17 @@ template <typename T>
 void uniform_fill(T* out, int64_t n, uint64_t seed, uint64_t offset);
 
 }  // namespace ranvier::cpu
+
+namespace ranvier::cuda {
+
+// The CUDA twins of the above, on `stream`: the same Philox mapping (dropout_math.h), so
+// the masks and numbers equal the CPU's bit for bit for the same (seed, offset).
+template <typename T>
+void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t seed,
+                     uint64_t offset, StreamHandle stream);
+template <typename T>
+void dropout_backward(const T* dy, const uint8_t* mask, T* dx, int64_t n, T p, StreamHandle stream);
+template <typename T>
+void uniform_fill(T* out, int64_t n, uint64_t seed, uint64_t offset, StreamHandle stream);
+
+}  // namespace ranvier::cuda

@@ -53,3 +53,50 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
                             int64_t ignore_index, Reduction reduction);
 
 }  // namespace ranvier::cpu
+
+namespace ranvier::cuda {
+
+// The CUDA twins of the above, on `stream`, with the same arguments and results. The 'mean'
+// and 'sum' reductions are two fixed passes (block partial sums in double, then one block
+// adding them in a fixed tree): reproducible bit for bit run to run, but not the CPU's order
+// of summation, so CPU and GPU agree to rounding only.
+template <typename T>
+void mse_loss_forward(const T* pred, const T* target, T* out, int64_t n, Reduction reduction,
+                      StreamHandle stream);
+template <typename T>
+void mse_loss_backward(const T* pred, const T* target, const T* dout, T* dpred, int64_t n,
+                       Reduction reduction, StreamHandle stream);
+template <typename T>
+void bce_loss_forward(const T* prob, const T* target, const T* weight, T* out, int64_t n,
+                      Reduction reduction, StreamHandle stream);
+template <typename T>
+void bce_loss_backward(const T* prob, const T* target, const T* weight, const T* dout, T* dprob,
+                       int64_t n, Reduction reduction, StreamHandle stream);
+template <typename T>
+void bce_with_logits_forward(const T* logits, const T* target, const T* weight,
+                             const T* pos_weight, T* out, int64_t n, int64_t classes,
+                             Reduction reduction, StreamHandle stream);
+template <typename T>
+void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
+                              const T* pos_weight, const T* dout, T* dlogits, int64_t n,
+                              int64_t classes, Reduction reduction, StreamHandle stream);
+template <typename T>
+void cross_entropy_forward(const T* logits, const int64_t* target, const T* class_weight, T* out,
+                           int64_t rows, int64_t classes, int64_t ignore_index,
+                           Reduction reduction, StreamHandle stream);
+template <typename T>
+void cross_entropy_backward(const T* logits, const int64_t* target, const T* class_weight,
+                            const T* dout, T* dlogits, int64_t rows, int64_t classes,
+                            int64_t ignore_index, Reduction reduction, StreamHandle stream);
+
+// Input checks the bindings run on device arrays before the kernels above (they cannot read
+// device memory themselves). Each scans on `stream`, then waits for it and returns the
+// smallest offending index (-1 when all are valid), with that element's value in *bad_value.
+//   targets: every target[r] must lie in [0, classes) or equal ignore_index;
+//   probabilities: every prob[i] must lie in [0, 1] (NaN does not).
+int64_t first_invalid_class_target(const int64_t* target, int64_t rows, int64_t classes,
+                                   int64_t ignore_index, int64_t* bad_value, StreamHandle stream);
+template <typename T>
+int64_t first_invalid_probability(const T* prob, int64_t n, double* bad_value, StreamHandle stream);
+
+}  // namespace ranvier::cuda

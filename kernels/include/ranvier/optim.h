@@ -37,3 +37,22 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* momentum_buf, T* gr
                   bool centered, bool maximize);
 
 }  // namespace ranvier::cpu
+
+namespace ranvier::cuda {
+
+// The CUDA twins of the above, on `stream`: the same per-element update (optim_math.h),
+// compiled without FMA contraction so that each step equals the CPU's bit for bit.
+template <typename T>
+void sgd_step(T* param, const T* grad, T* momentum_buf, int64_t n, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step,
+              StreamHandle stream);
+template <typename T>
+void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
+               double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step,
+               bool decoupled_weight_decay, bool amsgrad, bool maximize, StreamHandle stream);
+template <typename T>
+void rmsprop_step(T* param, const T* grad, T* square_avg, T* momentum_buf, T* grad_avg, int64_t n,
+                  double lr, double alpha, double eps, double weight_decay, double momentum,
+                  bool centered, bool maximize, StreamHandle stream);
+
+}  // namespace ranvier::cuda

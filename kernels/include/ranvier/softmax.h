@@ -17,3 +17,16 @@ void softmax_backward(const T* y, const T* dy, T* dx, int64_t outer, int64_t dim
                       bool log);
 
 }  // namespace ranvier::cpu
+
+namespace ranvier::cuda {
+
+// The CUDA twins of the above, on `stream`: one block per row for inner == 1 (block-wide max
+// and sum reductions), one thread per line walking dim with stride `inner` otherwise.
+template <typename T>
+void softmax_forward(const T* x, T* y, int64_t outer, int64_t dim, int64_t inner, bool log,
+                     StreamHandle stream);
+template <typename T>
+void softmax_backward(const T* y, const T* dy, T* dx, int64_t outer, int64_t dim, int64_t inner,
+                      bool log, StreamHandle stream);
+
+}  // namespace ranvier::cuda
