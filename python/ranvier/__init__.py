@@ -27,3 +27,6 @@ double = float64
 long = int64
 
 __version__ = "0.1.0"
+
+# --- training workflow (issue 6): fit, callbacks, checkpoints ---
+from . import train
