@@ -221,3 +221,35 @@ def test_history_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "ranvier\[plot\]"'):
         history.plot(tmp_path / "x.png")
+
+
+def test_named_metrics_match_ranvier_metrics_on_the_outputs():
+    from ranvier import metrics
+
+    x, y = _data()
+    xv, yv = _data(64, seed=3)
+    model = _model()
+    history = _fit(model, (x, y), epochs=2, validation_data=(xv, yv),
+                   metrics=["accuracy", "f1", metrics.ROCAUC()])
+    assert list(history.history) == ["loss", "accuracy", "f1", "roc_auc", "val_loss",
+                                     "val_accuracy", "val_f1", "val_roc_auc"]
+    outputs = predict(model, xv)
+    assert history.history["val_accuracy"][-1] == pytest.approx(
+        metrics.accuracy_score(yv, outputs.argmax(1)))
+    assert history.history["val_f1"][-1] == pytest.approx(
+        metrics.f1_score(yv, outputs.argmax(1), average="macro"))
+    assert history.history["val_roc_auc"][-1] == pytest.approx(
+        metrics.get_metric("roc_auc")(yv, outputs))
+    result = evaluate(model, (xv, yv), metrics=["accuracy"])
+    assert result == {"accuracy": history.history["val_accuracy"][-1]}
+    with pytest.raises(ValueError, match="fit: get_metric: unknown metric 'acuracy'"):
+        _fit(model, metrics=["acuracy"])
+
+
+def test_monitor_mode_auto_follows_the_metric():
+    from ranvier.train import EarlyStopping, ModelCheckpoint
+
+    assert EarlyStopping(monitor="val_f1").mode == "max"
+    assert EarlyStopping(monitor="val_mse").mode == "min"
+    assert EarlyStopping(monitor="val_r2").mode == "max"
+    assert ModelCheckpoint("x.safetensors", monitor="loss").mode == "min"

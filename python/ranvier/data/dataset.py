@@ -150,14 +150,13 @@ class TensorDataset(Dataset):
 # ------------------------------------------------------------------------------------ loader
 
 def _stack_field(op: str, values: list, field: int):
+    """Stack one field of a batch's samples: (B, ...) NumPy, or CuPy for CuPy samples."""
     values = [_unwrap(v) for v in values]
-    xp = array_module(*[v for v in values if is_cuda_array(v)]) if any(
-        is_cuda_array(v) for v in values) else np
+    xp = array_module(*values)
     try:
         return xp.stack([xp.asarray(v) for v in values])
     except ValueError as exc:
-        shapes = sorted({tuple(np.shape(v)) if not is_cuda_array(v) else tuple(v.shape)
-                         for v in values})
+        shapes = sorted({tuple(xp.asarray(v).shape) for v in values})
         raise ValueError(f"{op}: cannot stack field {field} of the samples: shapes differ "
                          f"({', '.join(map(str, shapes[:4]))}) ({exc})") from None
 

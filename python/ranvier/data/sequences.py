@@ -1,4 +1,4 @@
-"""Biological sequences: read FASTA files, one-hot encode DNA, reverse complement.
+"""Biological sequences: read FASTA files, one-hot encode DNA and protein, reverse complement.
 
 Conventions (the decisions a user should know, all tested in tests/test_data_sequences.py):
 
@@ -36,6 +36,16 @@ One-hot DNA (``one_hot_dna``)
       the default ``"spread"``. ``return_lengths=True`` also returns the number of real
       (unpadded, uncut) positions of each sequence, an int64 array of shape ``(N,)``.
 
+One-hot protein (``one_hot_protein``)
+    - Output shape ``(N, 21, L)``: channels 0..19 the standard amino acids in the order
+      ``AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"``, channel 20 "unknown" for ``X`` (any), ``B``
+      (D/N), ``Z`` (E/Q), ``J`` (I/L), ``U`` (selenocysteine) and ``O`` (pyrrolysine); either
+      case. ``unknown="zeros"`` gives those an all-zero column instead, ``"error"`` raises.
+    - The stop ``*``, gaps and other characters raise ``ValueError`` (sequence, position,
+      character).
+    - Lengths, padding and ``return_lengths`` exactly as for ``one_hot_dna`` (one shared
+      encoder).
+
 Reverse complement
     - ``reverse_complement(seq)`` on strings, IUPAC-aware (R<->Y, K<->M, B<->V, D<->H, S, W and
       N map to themselves), case kept. RNA stays RNA: a sequence containing ``U`` and no ``T``
@@ -63,6 +73,7 @@ from .._arrays import array_module
 __all__ = [
     "FastaRecord", "iter_fasta", "read_fasta",
     "IUPAC_DNA", "one_hot_dna", "reverse_complement", "reverse_complement_one_hot",
+    "AMINO_ACIDS", "UNKNOWN_AMINO_ACIDS", "one_hot_protein",
 ]
 
 # The bases each IUPAC nucleotide code stands for (U is RNA's T).
@@ -245,6 +256,16 @@ def _dna_table(alphabet: str, unknown: str) -> tuple[np.ndarray, np.ndarray]:
     return table, allowed
 
 
+def _check_float_dtype(op: str, dtype) -> np.dtype:
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{op}: dtype {dtype!r} is not a NumPy dtype") from None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
 def _sequence_strings(op: str, sequences) -> list[str]:
     """A list of strings from a string, an iterable of strings, or of (name, sequence) records."""
     if isinstance(sequences, str):
@@ -340,18 +361,90 @@ def one_hot_dna(sequences, length: int | None = None, alphabet: str = "ACGT",
     if unknown not in _UNKNOWN_POLICIES:
         raise ValueError(f"{op}: unknown must be one of {', '.join(map(repr, _UNKNOWN_POLICIES))}, "
                          f"got {unknown!r}")
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{op}: dtype {dtype!r} is not a NumPy dtype") from None
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype}")
+    dtype = _check_float_dtype(op, dtype)
     table, allowed = _dna_table(canonical, unknown)
 
     def refusal(char: str) -> str:
         if char.upper() in IUPAC_DNA:
             return "is an IUPAC ambiguity code and unknown='error'"
         return "is not an IUPAC nucleotide code (ACGTU RYSWKM BDHV N, either case)"
+
+    strings = _sequence_strings(op, sequences)
+    encoded, lengths = _encode(op, strings, table, allowed, refusal, length, dtype)
+    return (encoded, lengths) if return_lengths else encoded
+
+
+# ------------------------------------------------------------------------- one-hot protein
+
+# The 20 standard amino acids in alphabetical order of their one-letter codes: channels 0..19.
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+# Codes that are not one of the 20: X (any), B (D or N), Z (E or Q), J (I or L),
+# U (selenocysteine), O (pyrrolysine). They go to channel 20 under unknown="channel".
+UNKNOWN_AMINO_ACIDS = "XBZJUO"
+_PROTEIN_UNKNOWN_POLICIES = ("channel", "zeros", "error")
+
+
+def _protein_table(unknown: str) -> tuple[np.ndarray, np.ndarray]:
+    """A (256, 21) float64 table from ASCII code to channel weights, and the allowed codes."""
+    table = np.zeros((256, len(AMINO_ACIDS) + 1))
+    allowed = np.zeros(256, dtype=bool)
+    for channel, letter in enumerate(AMINO_ACIDS):
+        for case in (letter, letter.lower()):
+            table[ord(case), channel] = 1.0
+            allowed[ord(case)] = True
+    for letter in UNKNOWN_AMINO_ACIDS:
+        for case in (letter, letter.lower()):
+            allowed[ord(case)] = unknown != "error"
+            if unknown == "channel":
+                table[ord(case), len(AMINO_ACIDS)] = 1.0
+    return table, allowed
+
+
+def one_hot_protein(sequences, length: int | None = None, unknown: str = "channel",
+                    dtype=np.float32, return_lengths: bool = False):
+    """One-hot encode protein sequences, channels first for ``nn.Conv1d``: ``(N, 21, L)``.
+
+    Channels 0..19 are the standard amino acids in the order of ``AMINO_ACIDS``
+    (``"ACDEFGHIKLMNPQRSTVWY"``), channel 20 is "unknown": the codes ``X`` (any), ``B``
+    (D or N), ``Z`` (E or Q), ``J`` (I or L), ``U`` (selenocysteine) and ``O`` (pyrrolysine).
+    Either case is accepted. The stop ``*``, gaps (``-``, ``.``) and anything else raise
+    ``ValueError`` naming the sequence's index, the position and the character (strip a
+    trailing stop with ``seq.rstrip("*")``).
+
+    Args:
+        sequences: one string, an iterable of strings, or of ``(name, sequence)`` records
+            (``read_fasta(path, alphabet="protein")``).
+        length: the output length ``L`` (as in ``one_hot_dna``): ``None`` pads to the longest
+            sequence; shorter sequences are padded at the end (C-terminal side) with all-zero
+            columns, longer ones keep their first ``length`` residues.
+        unknown: what the unknown codes become: ``"channel"`` (default; a one in channel 20),
+            ``"zeros"`` (an all-zero column; channel 20 then stays empty) or ``"error"``.
+        dtype: float32 (default) or float64.
+        return_lengths: also return each sequence's number of encoded (non-padding) positions,
+            an int64 array ``(N,)``, e.g. for masking the padding.
+
+    Returns:
+        An array ``(N, 21, L)``, and with ``return_lengths`` the ``(N,)`` lengths.
+
+    Example:
+        >>> x, lengths = one_hot_protein(["MKV", "MX"], return_lengths=True)
+        >>> x.shape, lengths.tolist(), x[1, 20, 1]
+        ((2, 21, 3), [3, 2], 1.0)
+    """
+    op = "one_hot_protein"
+    if unknown not in _PROTEIN_UNKNOWN_POLICIES:
+        raise ValueError(f"{op}: unknown must be one of "
+                         f"{', '.join(map(repr, _PROTEIN_UNKNOWN_POLICIES))}, got {unknown!r}")
+    dtype = _check_float_dtype(op, dtype)
+    table, allowed = _protein_table(unknown)
+
+    def refusal(char: str) -> str:
+        if char.upper() in UNKNOWN_AMINO_ACIDS:
+            return "is an unknown/ambiguous amino-acid code and unknown='error'"
+        if char == "*":
+            return "is a stop; strip it first (sequence.rstrip('*'))"
+        return (f"is not an amino-acid code ({AMINO_ACIDS} or {UNKNOWN_AMINO_ACIDS}, "
+                f"either case)")
 
     strings = _sequence_strings(op, sequences)
     encoded, lengths = _encode(op, strings, table, allowed, refusal, length, dtype)

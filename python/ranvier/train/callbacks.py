@@ -60,8 +60,13 @@ def _monitor_mode(name: str, monitor: str, mode: str) -> str:
         raise ValueError(f"{name}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
         return mode
-    # Losses and errors decrease; everything else (accuracy, f1, auc, r2) increases.
+    # Losses and errors decrease; ranvier.metrics says for its metrics; the rest increase.
     base = monitor[4:] if monitor.startswith("val_") else monitor
+    from .. import metrics
+    try:
+        return "max" if metrics.get_metric(base).higher_is_better else "min"
+    except (ValueError, TypeError):
+        pass
     lower_is_better = base in ("loss", "mse", "mae", "mean_squared_error", "mean_absolute_error") \
         or base.endswith("loss") or base.endswith("error")
     return "min" if lower_is_better else "max"

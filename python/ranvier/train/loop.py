@@ -10,6 +10,7 @@ The loop per epoch (0-based ``epoch``; messages count epochs and batches from 1)
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -136,13 +137,15 @@ def _make_metrics(op: str, metrics) -> dict:
     made = {}
     for metric in metrics:
         if isinstance(metric, str):
-            from .. import metrics as _metrics
-            if not hasattr(_metrics, "get_metric"):
-                raise ValueError(f"{op}: metrics by name need ranvier.metrics.get_metric; "
-                                 f"pass a callable fn(y_true, y_pred) instead of {metric!r}")
-            name, made_metric = metric, _metrics.get_metric(metric)
+            from ..metrics import get_metric
+            try:
+                name, made_metric = metric, get_metric(metric)
+            except ValueError as exc:
+                raise ValueError(f"{op}: {exc}") from None
         elif all(hasattr(metric, a) for a in ("update", "compute", "reset")):
-            name, made_metric = getattr(metric, "name", type(metric).__name__.lower()), metric
+            # a copy: the training and the validation pass each accumulate their own
+            name = getattr(metric, "name", type(metric).__name__.lower())
+            made_metric = copy.deepcopy(metric)
         elif callable(metric):
             name, made_metric = getattr(metric, "__name__", type(metric).__name__), _CallableMetric(metric)
         else:
@@ -330,9 +333,11 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
         batch_size: for data given as arrays or a Dataset (default 32).
         validation_data: like ``train_data`` (never shuffled); adds ``val_loss`` and
             ``val_<metric>`` after every epoch, computed in eval mode without gradients.
-        metrics: names known to ``ranvier.metrics.get_metric`` ('accuracy', 'f1', ...),
+        metrics: names known to ``ranvier.metrics.get_metric`` ('accuracy', 'f1',
+            'roc_auc', 'mse', ...; updated per batch with the targets and the raw model
+            outputs), ``ranvier.metrics.Metric`` objects (keyed by their ``name``), or
             callables ``fn(y_true, y_pred) -> float`` (called once per epoch on all the
-            epoch's targets and model outputs), or objects with update/compute/reset.
+            epoch's targets and model outputs, keyed by ``fn.__name__``).
         callbacks: ``ranvier.train.Callback`` instances (EarlyStopping, ModelCheckpoint,
             LearningRateScheduler, your own).
         device: ``'cpu'``; ``'cuda'`` is refused with the reason (not supported by fit yet).
