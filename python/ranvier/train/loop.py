@@ -478,7 +478,9 @@ def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
     batch_size = _check_count(op, "batch_size", batch_size, 1)
     if isinstance(x, DataLoader):
         loader = x
-    elif hasattr(x, "__len__") and hasattr(x, "__getitem__") and not isinstance(x, (np.ndarray, list, tuple, Tensor)):
+    elif (hasattr(x, "__len__") and hasattr(x, "__getitem__")
+          and not isinstance(x, (np.ndarray, list, tuple, Tensor))
+          and not hasattr(x, "__cuda_array_interface__")):
         loader = DataLoader(x, batch_size=batch_size, shuffle=False)
     else:
         inputs = _host(x)
