@@ -20,7 +20,7 @@ def _data(n=90, seed=0):
     return x, y
 
 
-def _setup(scheduler="cosine"):
+def _setup(scheduler="cosine", restore_best_weights=False):
     """The same model, optimizer and callbacks each call (initialisation seeded)."""
     ranvier.manual_seed(123)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -28,7 +28,8 @@ def _setup(scheduler="cosine"):
     sched = (CosineAnnealingLR(optimizer, T_max=3) if scheduler == "cosine"
              else ReduceLROnPlateau(optimizer, patience=0, factor=0.5))
     callbacks = [LearningRateScheduler(sched),
-                 EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=False)]
+                 EarlyStopping(monitor="val_loss", patience=10,
+                               restore_best_weights=restore_best_weights)]
     return model, optimizer, callbacks
 
 
@@ -40,9 +41,25 @@ def _fit(model, optimizer, callbacks, epochs, **kwargs):
                progress=False, **kwargs)
 
 
-@pytest.mark.parametrize("scheduler", ["cosine", "plateau"])
-def test_resume_after_two_epochs_matches_four_straight_bit_for_bit(tmp_path, scheduler):
-    model, optimizer, callbacks = _setup(scheduler)
+def _same_state(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        if isinstance(a[key], dict):
+            if not (isinstance(b[key], dict) and a[key].keys() == b[key].keys() and all(
+                    np.array_equal(a[key][k], b[key][k]) for k in a[key])):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("scheduler,restore", [("cosine", False), ("plateau", True)])
+def test_resume_after_two_epochs_matches_four_straight_bit_for_bit(tmp_path, scheduler, restore):
+    def _setup_here():
+        return _setup(scheduler, restore)
+
+    model, optimizer, callbacks = _setup_here()
     straight = _fit(model, optimizer, callbacks, 4)
     straight_weights = model.state_dict()
     straight_adam = optimizer.state_dict()
@@ -50,10 +67,10 @@ def test_resume_after_two_epochs_matches_four_straight_bit_for_bit(tmp_path, sch
     straight_scheduler = callbacks[0].scheduler.state_dict()
 
     path = tmp_path / "run.safetensors"
-    model, optimizer, callbacks = _setup(scheduler)
+    model, optimizer, callbacks = _setup_here()
     _fit(model, optimizer, callbacks + [ModelCheckpoint(path, save_best_only=False)], 2)
     # A fresh process would start from scratch: new model, new optimizer, the generator moved on.
-    model, optimizer, callbacks = _setup(scheduler)
+    model, optimizer, callbacks = _setup_here()
     ranvier.manual_seed(999)
     resumed = _fit(model, optimizer, callbacks + [ModelCheckpoint(path)], 4, resume=path)
 
@@ -68,7 +85,8 @@ def test_resume_after_two_epochs_matches_four_straight_bit_for_bit(tmp_path, sch
     assert resumed.history == straight.history
     assert resumed.epoch == [0, 1, 2, 3]
     assert optimizer.param_groups[0]["lr"] == straight_adam["param_groups"][0]["lr"]
-    assert callbacks[1].state_dict() == straight_early_stopping
+    assert _same_state(callbacks[1].state_dict(), straight_early_stopping)
+    assert (callbacks[1].best_weights is not None) == restore
     assert callbacks[0].scheduler.state_dict() == straight_scheduler
 
 
