@@ -152,9 +152,10 @@ def test_progress_lines_bar_and_silence(capsys):
             return True
 
     terminal = FakeTerminal()
-    _fit(_model(), epochs=2, stream=terminal, progress=True)
+    _fit(_model(), epochs=2, stream=terminal, progress=True, metrics=[accuracy])
     text = terminal.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "3/3" in text and "loss" in text
+    assert "accuracy" in text
 
     _fit(_model(), epochs=2, progress=False)
     default = _fit(_model(), epochs=1, progress=True)

@@ -181,15 +181,28 @@ class _Progress:
     def epoch_begin(self, epoch: int, epochs: int, n_batches: int):
         self.started = time.perf_counter()
         self.label = f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}"
+        self.metric_interval = max(1, n_batches // 10)
+        self.last_metrics = {}
         if self.mode == "bar":
             from tqdm.auto import tqdm
             self.bar = tqdm(total=n_batches, desc=self.label, file=self.stream, leave=True,
                             dynamic_ncols=True)
 
-    def batch_end(self, running: dict):
-        if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(running), refresh=False)
-            self.bar.update(1)
+    def batch_end(self, index: int, running_loss: float, metrics: dict):
+        if self.bar is None:
+            return
+        running = {"loss": running_loss}
+        # The running metrics every few batches (computing some, e.g. ROC AUC, costs a pass
+        # over the epoch so far); one that cannot be computed yet (one class seen) waits.
+        if metrics and (index + 1) % self.metric_interval == 0:
+            for name, metric in metrics.items():
+                try:
+                    self.last_metrics[name] = _metric_value(metric.compute())
+                except (ValueError, ZeroDivisionError, FloatingPointError):
+                    pass
+        running.update(self.last_metrics)
+        self.bar.set_postfix_str(_format_logs(running), refresh=False)
+        self.bar.update(1)
 
     def epoch_end(self, logs: dict):
         if self.bar is not None:
@@ -409,7 +422,7 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
             def on_batch(index, count, value, running):
                 for callback in callbacks:
                     callback.on_batch_end(index, {"loss": value, "size": count})
-                reporter.batch_end({"loss": running})
+                reporter.batch_end(index, running, train_metrics)
 
             model.train()
             logs = _run_batches(op, model, train_loader, loss, train_metrics, float_dtype,
