@@ -110,6 +110,12 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
            "missing values on lines 4, 9 in columns 'gene0', 'gene2'")
     _error(capsys, ["train", _write(tmp_path / "empty.csv", header, []), "--target", "type"],
            "has a header but no rows")
+    rare = [list(r) for r in rows]
+    rare[0][-1] = "rare"
+    _error(capsys, ["train", _write(tmp_path / "rare.csv", header, rare), "--target", "type"],
+           "cannot hold out a validation part")
+    _error(capsys, ["train", table, "--target", "type", "--lr", "1e30", "--epochs", "3"],
+           "training diverged")
     (tmp_path / "blank.csv").write_text("")
     _error(capsys, ["train", str(tmp_path / "blank.csv"), "--target", "type"], "the table is empty")
 

@@ -246,7 +246,7 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
     from .. import nn, optim
     from ..data import Standardize, train_val_test_split
     from .callbacks import EarlyStopping
-    from .loop import fit, predict
+    from .loop import TrainingDivergedError, fit, predict
 
     stream = sys.stdout if stream is None else stream
     if device != "cpu":
@@ -305,11 +305,14 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
     print(f"{table.path}: {len(table.rows)} samples x {len(features)} features; {task}"
           + (f" of {len(classes)} classes" if classes else "")
           + f"; {len(y_train)} for training, {len(y_val)} for validation", file=stream, flush=True)
-    history = fit(model, (prepare(x_train), prepare_targets(y_train)), loss=loss,
-                  optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                  validation_data=(prepare(x_val), prepare_targets(y_val)),
-                  callbacks=[EarlyStopping(patience=patience, restore_best_weights=True)],
-                  progress=progress, stream=stream)
+    try:
+        history = fit(model, (prepare(x_train), prepare_targets(y_train)), loss=loss,
+                      optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                      validation_data=(prepare(x_val), prepare_targets(y_val)),
+                      callbacks=[EarlyStopping(patience=patience, restore_best_weights=True)],
+                      progress=progress, stream=stream)
+    except TrainingDivergedError as exc:
+        raise UserError(f"training diverged: {exc} (try a smaller --lr)") from None
 
     spec = {"format": _FORMAT, "version": 1, "task": task, "target": target,
             "id_column": id_name, "features": features, "classes": classes,
