@@ -122,6 +122,10 @@ def test_predict_accepts_datasets_and_loaders_and_casts_float64():
     np.testing.assert_array_equal(predict(model, DataLoader(TensorDataset(x), batch_size=3)), direct)
     np.testing.assert_allclose(predict(model, x.astype(np.float64)), direct, rtol=1e-6)
     assert predict(model, x.astype(np.float64)).dtype == np.float32
+    counts = np.arange(20).reshape(4, 5)  # integer inputs (counts) become floats
+    np.testing.assert_allclose(predict(model, counts), predict(model, counts.astype(np.float32)))
+    history = _fit(model, (counts, np.array([0, 1, 0, 1])), epochs=1)
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_regression_with_mse():

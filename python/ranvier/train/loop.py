@@ -78,13 +78,15 @@ def _float_dtype(model):
     return None
 
 
-def _as_tensor(array, float_dtype) -> Tensor:
+def _as_tensor(array, float_dtype, inputs: bool = False) -> Tensor:
+    """A batch as a Tensor: floats and booleans in the model's float dtype; integer inputs
+    (counts) too, while integer targets stay integers (class indices)."""
     if isinstance(array, Tensor):
         return array
     if not hasattr(array, "__cuda_array_interface__"):
         array = np.asarray(array)
-    if float_dtype is not None and (array.dtype.kind == "b"
-                                    or (array.dtype.kind == "f" and array.dtype != float_dtype)):
+    kinds = "biuf" if inputs else "bf"
+    if float_dtype is not None and array.dtype.kind in kinds and array.dtype != float_dtype:
         array = array.astype(float_dtype)
     return Tensor(array)
 
@@ -234,7 +236,7 @@ def _run_batches(op, model, loader, loss_fn, metrics, float_dtype, *, optimizer=
     total_loss, total_count = 0.0, 0
     for index, batch in enumerate(loader):
         inputs, targets = _split_batch(op, batch)
-        x, y = _as_tensor(inputs, float_dtype), _as_tensor(targets, float_dtype)
+        x, y = _as_tensor(inputs, float_dtype, inputs=True), _as_tensor(targets, float_dtype)
         if optimizer is not None:
             optimizer.zero_grad()
         outputs = model(x)
@@ -508,7 +510,7 @@ def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
         with no_grad():
             for batch in loader:
                 inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-                outputs.append(_host(model(_as_tensor(inputs, float_dtype)).data))
+                outputs.append(_host(model(_as_tensor(inputs, float_dtype, inputs=True)).data))
     finally:
         model.train(was_training)
     if not outputs:
