@@ -6,14 +6,12 @@ import math
 import numpy as np
 import pytest
 
-import ranvier
 from ranvier import nn, optim
 from ranvier.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau, StepLR
 
 
 def _sgd(lr=0.1, groups=1):
-    params = [ranvier.Parameter(np.zeros(2, dtype=np.float32)) if hasattr(ranvier, "Parameter")
-              else nn.Parameter(np.zeros(2, dtype=np.float32)) for _ in range(groups)]
+    params = [nn.Parameter(np.zeros(2, dtype=np.float32)) for _ in range(groups)]
     if groups == 1:
         return optim.SGD(params, lr=lr)
     return optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(params)], lr=lr)
