@@ -144,3 +144,36 @@ def test_predict_refuses_mismatched_columns(tmp_path, capsys):
                  "do not match the model's")
     assert "missing columns 'gene1'" in err and "unexpected columns 'geneX'" in err
     _error(capsys, ["predict", str(tmp_path), table], "not a model directory")
+
+
+def test_h5ad_table_through_anndata(tmp_path, capsys):
+    anndata = pytest.importorskip("anndata")
+    pd = pytest.importorskip("pandas")
+    header, rows, labels = _cells(90)
+    x = np.array([[float(v) for v in r[1:-1]] for r in rows], dtype=np.float32)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels), "n_counts": np.arange(90.0)},
+                       index=[f"cell{i}" for i in range(90)])
+    var = pd.DataFrame(index=[f"gene{i}" for i in range(5)])
+    path = tmp_path / "cells.h5ad"
+    anndata.AnnData(X=x, obs=obs, var=var).write_h5ad(path)
+    out = tmp_path / "m"
+    assert main(["train", str(path), "--target", "cell_type", "--out", str(out)] + FAST) == 0
+    spec = json.loads((out / "model.json").read_text())
+    assert spec["features"] == [f"gene{i}" for i in range(5)] and spec["id_column"] == "obs_names"
+    assert main(["predict", str(out), str(path), "--out", str(tmp_path / "p.csv")]) == 0
+    with open(tmp_path / "p.csv") as f:
+        result = list(csv.reader(f))
+    assert result[0][:2] == ["obs_names", "predicted"] and result[1][0] == "cell0"
+    assert np.mean([r[1] == label for r, label in zip(result[1:], labels)]) > 0.8
+    _error(capsys, ["train", str(path), "--target", "louvain"], "no target column 'louvain'")
+    (tmp_path / "broken.h5ad").write_text("not hdf5")
+    _error(capsys, ["train", str(tmp_path / "broken.h5ad"), "--target", "cell_type"],
+           "cannot be read as .h5ad")
+
+
+def test_h5ad_without_anndata_says_how_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "anndata", None)
+    (tmp_path / "x.h5ad").write_bytes(b"")
+    _error(capsys, ["train", str(tmp_path / "x.h5ad"), "--target", "t"], "needs anndata (pip install anndata)")

@@ -1,7 +1,9 @@
 """``ranvier train`` / ``ranvier predict``: an MLP on an expression table, from one command.
 
 A table is a CSV or TSV file (by extension: .tsv/.tab -> tab, .csv -> comma; otherwise
-a tab in the header line means TSV): one header line, samples as rows, features as
+a tab in the header line means TSV), or an .h5ad file read with anndata when it is installed
+(the genes of ``X`` are the features, an ``obs`` column the target, ``obs_names`` the
+sample ids). A CSV/TSV has one header line, samples as rows, features as
 columns, an optional sample-id column (``--id-column``, or a first column whose header is
 empty or one of ``id, sample, sample_id, cell, cell_id, barcode, name``) and the target
 column. Feature values must be numbers; empty cells and NA/NaN are missing values, refused
@@ -52,22 +54,88 @@ def _show(names, limit=5) -> str:
 
 
 class Table:
-    """A parsed table: ``columns`` (header names) and ``rows`` (lists of strings)."""
+    """A parsed CSV/TSV table: ``columns`` (header names) and ``rows`` (lists of strings)."""
+
+    id_hint = None  # a column that is the sample id when --id-column is not given
 
     def __init__(self, path, columns, rows):
         self.path, self.columns, self.rows = path, columns, rows
 
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
     def column(self, name) -> list[str]:
         index = self.columns.index(name)
         return [row[index] for row in self.rows]
+
+    def feature_columns(self, exclude) -> list[str]:
+        return [c for c in self.columns if c not in exclude]
+
+    def numeric_block(self, names):
+        """(rows, len(names)) float64 without parsing, or None (CSV: parse the strings)."""
+        return None
+
+
+class AnnDataTable(Table):
+    """An .h5ad file read with anndata: the genes (``var_names``) are the features, the
+    ``obs`` columns can be targets, ``obs_names`` is the sample id."""
+
+    id_hint = "obs_names"
+
+    def __init__(self, path, adata):
+        matrix = adata.X
+        if hasattr(matrix, "toarray"):  # scipy sparse
+            matrix = matrix.toarray()
+        self.path = path
+        self.matrix = np.asarray(matrix, dtype=np.float64)
+        self.genes = [str(g) for g in adata.var_names]
+        self.obs = {str(c): [str(v) for v in adata.obs[c]] for c in adata.obs.columns}
+        self.obs["obs_names"] = [str(v) for v in adata.obs_names]
+        self.columns = self.genes + [c for c in self.obs if c not in set(self.genes)]
+        self.rows = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.matrix.shape[0]
+
+    def column(self, name) -> list[str]:
+        if name in self.obs:
+            return self.obs[name]
+        return [repr(v) for v in self.matrix[:, self.genes.index(name)]]
+
+    def feature_columns(self, exclude) -> list[str]:
+        return [g for g in self.genes if g not in exclude]
+
+    def numeric_block(self, names):
+        if not all(n in set(self.genes) for n in names):
+            return None
+        index = {g: i for i, g in enumerate(self.genes)}
+        return self.matrix[:, [index[n] for n in names]]
+
+
+def _read_h5ad(path) -> Table:
+    try:
+        import anndata
+    except ImportError:
+        raise UserError(f"{path}: reading .h5ad files needs anndata (pip install anndata), or "
+                        f"export the table to CSV") from None
+    try:
+        adata = anndata.read_h5ad(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many kinds; one line for the user
+        raise UserError(f"{path}: cannot be read as .h5ad ({type(exc).__name__}: {exc})") from None
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise UserError(f"{path}: the table is empty ({adata.n_obs} samples x {adata.n_vars} genes)")
+    return AnnDataTable(path, adata)
 
 
 def read_table(path) -> Table:
     """Read a CSV/TSV file into a Table (strings), checking its shape."""
     path = os.fspath(path)
     if path.lower().endswith(".h5ad"):
-        raise UserError(f"{path}: .h5ad tables are not supported yet; export a CSV "
-                        f"(adata.to_df().assign(label=adata.obs['label']).to_csv(...))")
+        return _read_h5ad(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             text = stream.read()
@@ -105,6 +173,8 @@ def _id_column(table: Table, requested, target) -> str | None:
             raise UserError(f"{table.path}: no id column {requested!r} (columns: "
                             f"{_show(table.columns)})")
         return requested
+    if table.id_hint is not None and table.id_hint != target:
+        return table.id_hint
     first = table.columns[0]
     if first != target and first.lower() in _ID_HEADERS:
         return first
@@ -113,6 +183,22 @@ def _id_column(table: Table, requested, target) -> str | None:
 
 def _parse_numbers(table: Table, names, *, allow_missing: bool) -> np.ndarray:
     """(rows, len(names)) float64 with NaN for missing cells; non-numbers are errors."""
+    values = table.numeric_block(names)
+    if values is None:
+        values = _parse_strings(table, names)
+    infinite = np.isinf(values)
+    if infinite.any():
+        r, c = np.argwhere(infinite)[0]
+        raise UserError(f"{table.path}: column {names[c]!r} has an infinite value on line {r + 2}")
+    if not allow_missing and np.isnan(values).any():
+        rows = np.flatnonzero(np.isnan(values).any(axis=1)) + 2
+        cols = [names[c] for c in np.flatnonzero(np.isnan(values).any(axis=0))]
+        raise UserError(f"{table.path}: missing values on lines {_show(rows.tolist())} in columns "
+                        f"{_show(cols)}; fill them in or pass --impute (training column means)")
+    return values
+
+
+def _parse_strings(table: Table, names) -> np.ndarray:
     indices = [table.columns.index(n) for n in names]
     values = np.empty((len(table.rows), len(names)), dtype=np.float64)
     for r, row in enumerate(table.rows):
@@ -127,15 +213,6 @@ def _parse_numbers(table: Table, names, *, allow_missing: bool) -> np.ndarray:
                 raise UserError(f"{table.path}: column {names[c]!r} has the non-numeric value "
                                 f"{cell!r} on line {r + 2}; feature columns must be numbers "
                                 f"(give a sample-id column with --id-column)") from None
-    infinite = np.isinf(values)
-    if infinite.any():
-        r, c = np.argwhere(infinite)[0]
-        raise UserError(f"{table.path}: column {names[c]!r} has an infinite value on line {r + 2}")
-    if not allow_missing and np.isnan(values).any():
-        rows = np.flatnonzero(np.isnan(values).any(axis=1)) + 2
-        cols = [names[c] for c in np.flatnonzero(np.isnan(values).any(axis=0))]
-        raise UserError(f"{table.path}: missing values on lines {_show(rows.tolist())} in columns "
-                        f"{_show(cols)}; fill them in or pass --impute (training column means)")
     return values
 
 
@@ -215,7 +292,7 @@ def _features(table: Table, spec: dict, impute: bool) -> np.ndarray:
     """The model's feature matrix from a table: columns by name, checked, imputed."""
     expected = spec["features"]
     ignored = {spec["target"], spec.get("id_column")} - {None}
-    present = [c for c in table.columns if c not in ignored]
+    present = table.feature_columns(ignored)
     missing = [c for c in expected if c not in table.columns]
     unexpected = [c for c in present if c not in set(expected)]
     if missing or unexpected:
@@ -259,7 +336,7 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
         raise UserError(f"{table.path}: no target column {target!r} (columns: "
                         f"{_show(table.columns)})")
     id_name = _id_column(table, id_column, target)
-    features = [c for c in table.columns if c not in (target, id_name)]
+    features = table.feature_columns({target, id_name})
     if not features:
         raise UserError(f"{table.path}: no feature columns besides the target")
     x = _parse_numbers(table, features, allow_missing=impute)
@@ -301,7 +378,7 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
     model = _mlp(len(features), list(hidden), n_out)
     loss = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
     optimizer = optim.Adam(model.parameters(), lr=lr)
-    print(f"{table.path}: {len(table.rows)} samples x {len(features)} features; {task}"
+    print(f"{table.path}: {table.n_rows} samples x {len(features)} features; {task}"
           + (f" of {len(classes)} classes" if classes else "")
           + f"; {len(y_train)} for training, {len(y_val)} for validation", file=stream, flush=True)
     try:
@@ -392,7 +469,7 @@ def predict_table(model_dir, table_path, *, out="predictions.csv", impute=False,
     scores = _scores(spec["task"], predict(model, scaler.transform(x).astype(np.float32)),
                      spec["target_scale"])
     id_name = spec.get("id_column")
-    ids = table.column(id_name) if id_name in table.columns else [str(i + 1) for i in range(len(table.rows))]
+    ids = table.column(id_name) if id_name in table.columns else [str(i + 1) for i in range(table.n_rows)]
     header = [id_name or "row"]
     if spec["task"] == "classification":
         header += ["predicted"] + [f"probability_{c}" for c in spec["classes"]]
