@@ -121,7 +121,10 @@ def _read_h5ad(path) -> Table:
         raise UserError(f"{path}: reading .h5ad files needs anndata (pip install anndata), or "
                         f"export the table to CSV") from None
     try:
-        adata = anndata.read_h5ad(path)
+        with warnings.catch_warnings():
+            # Files from older anndata versions are converted with a warning per element.
+            warnings.simplefilter("ignore")
+            adata = anndata.read_h5ad(path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many kinds; one line for the user
@@ -278,7 +281,7 @@ def _metrics(task, y, scores) -> dict:
         return {"mse": metrics.mean_squared_error(y, scores), "r2": metrics.r2_score(y, scores)}
     predicted = scores.argmax(axis=1)
     result = {"accuracy": metrics.accuracy_score(y, predicted),
-              "macro_f1": metrics.f1_score(y, predicted, average="macro")}
+              "macro_f1": metrics.f1_score(y, predicted, average="macro", zero_division=0)}
     present = np.unique(y)
     if len(present) >= 2:
         if scores.shape[1] == 2:
