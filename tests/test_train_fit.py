@@ -224,6 +224,7 @@ def test_history_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_pa
     history = History()
     history.record(0, {"loss": 1.0})
     monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # also when imported earlier
     with pytest.raises(ImportError, match=r'pip install "ranvier\[plot\]"'):
         history.plot(tmp_path / "x.png")
 

@@ -53,8 +53,7 @@ class History:
             dpi: resolution.
         """
         try:
-            import matplotlib
-            matplotlib.use("Agg", force=False)
+            # A bare Figure renders without pyplot, leaving the user's backend alone.
             from matplotlib.figure import Figure
         except ImportError:
             raise ImportError(_PLOT_HINT) from None
