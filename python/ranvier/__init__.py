@@ -28,5 +28,5 @@ long = int64
 
 __version__ = "0.1.0"
 
-# --- CPU speed (issue 5): which GEMM path runs -------------------------------------------------
+from . import train  # noqa: E402
 from .cpu import cpu_capabilities  # noqa: E402

@@ -26,3 +26,8 @@ __all__ += [
     "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     "BatchNorm1d", "BatchNorm2d",
 ]
+
+# --- training workflow (issue 6): gradient clipping, freeze/unfreeze ---
+from . import utils
+
+__all__ += ["utils"]

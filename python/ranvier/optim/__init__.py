@@ -19,3 +19,8 @@ from .rmsprop import RMSprop
 from .sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop"]
+
+# --- training workflow (issue 6): learning-rate schedules ---
+from . import lr_scheduler
+
+__all__ += ["lr_scheduler"]

@@ -21,6 +21,10 @@ from .._arrays import array_module, is_cuda_array, to_host
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
+# Group entries that learning-rate schedulers add (ranvier.optim.lr_scheduler), accepted by
+# add_param_group and load_state_dict besides the optimizer's own options, as in PyTorch.
+_SCHEDULER_KEYS = frozenset({"initial_lr"})
+
 _SET_MESSAGE = ("optimizer parameters need to be organized in ordered collections, but the ordering of "
                 "tensors in sets will change between runs. Please use a list instead.")
 
@@ -83,7 +87,7 @@ class Optimizer:
                                 f"{type(param).__module__}.{type(param).__name__}")
             if not param.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
-        unknown = sorted(set(param_group) - set(self.defaults) - {"params"})
+        unknown = sorted(set(param_group) - set(self.defaults) - {"params"} - _SCHEDULER_KEYS)
         if unknown:
             raise ValueError(f"param_group has unknown options {unknown}; {type(self).__name__} takes "
                              f"{sorted(self.defaults)}")
@@ -190,7 +194,7 @@ class Optimizer:
         new_groups = []
         for group, saved in zip(groups, saved_groups):
             options = {k: v for k, v in saved.items() if k != "params"}
-            unknown = sorted(set(options) - set(self.defaults))
+            unknown = sorted(set(options) - set(self.defaults) - _SCHEDULER_KEYS)
             if unknown:
                 raise ValueError(f"load_state_dict: the saved parameter groups have options {unknown} "
                                  f"that {type(self).__name__} does not take")
