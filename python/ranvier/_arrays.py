@@ -86,6 +86,20 @@ def resolve_device(device, op: str) -> str:
     return device
 
 
+def is_device_index(value) -> bool:
+    """A GPU index given as a number (``.cuda(1)``), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def names_dtype(text: str) -> bool:
+    """Whether a string argument of ``to()`` names a dtype ('float32') rather than a device."""
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
 def to_device(array, device: str):
     """`array` on `device` ('cpu' or 'cuda:N', as resolve_device returns); the array itself
     when it is there already, else a copy (NumPy on the CPU, CuPy on a GPU)."""

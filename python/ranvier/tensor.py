@@ -24,7 +24,8 @@ import numpy as np
 
 from . import autograd
 from . import functions as fn
-from ._arrays import array_module, device_name, is_cuda_array, resolve_device, to_device
+from ._arrays import (array_module, device_name, is_cuda_array, is_device_index, names_dtype,
+                      resolve_device, to_device)
 from .autograd import is_grad_enabled
 from .random import default_generator
 
@@ -281,7 +282,7 @@ class Tensor:
         for arg in args:
             if isinstance(arg, Tensor):
                 dtype, device = arg.dtype, arg.device
-            elif isinstance(arg, str) and not _names_dtype(arg):
+            elif isinstance(arg, str) and not names_dtype(arg):
                 device = arg
             else:
                 dtype = arg
@@ -304,7 +305,7 @@ class Tensor:
         """This tensor on a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
         if device is None:
             return self.to("cuda")
-        return self.to(f"cuda:{int(device)}" if _is_index(device) else device)
+        return self.to(f"cuda:{int(device)}" if is_device_index(device) else device)
 
     def float(self) -> "Tensor":
         return self.to(np.float32)
@@ -708,20 +709,6 @@ class Tensor:
 
     def __itruediv__(self, other):
         return self / other if not self.is_leaf else self.div_(other)
-
-
-def _is_index(value) -> bool:
-    """A GPU index given as a number (cuda(1)), not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _names_dtype(text: str) -> bool:
-    """Whether a string argument of to() is a dtype name ('float32') rather than a device."""
-    try:
-        np.dtype(text)
-    except TypeError:
-        return False
-    return True
 
 
 def _functional():

@@ -31,7 +31,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .._arrays import array_module, is_cuda_array, parse_device, resolve_device, to_device, to_host
+from .._arrays import (array_module, is_cuda_array, is_device_index, names_dtype, parse_device,
+                       resolve_device, to_device, to_host)
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -64,20 +65,6 @@ def _array_of(value):
 def _host_copy(array):
     """A NumPy copy of `array` (a GPU array is copied to the host)."""
     return to_host(array) if is_cuda_array(array) else array.copy()
-
-
-def _is_index(value) -> bool:
-    """A GPU index given as a number (cuda(1)), not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _names_dtype(text: str) -> bool:
-    """Whether a string argument of to() names a dtype ('float32') rather than a device."""
-    try:
-        np.dtype(text)
-    except TypeError:
-        return False
-    return True
 
 
 def _check_module_dtype(dtype):
@@ -375,7 +362,7 @@ class Module:
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = arg.device, arg.dtype
-            elif isinstance(arg, str) and not _names_dtype(arg):
+            elif isinstance(arg, str) and not names_dtype(arg):
                 device = arg
             else:
                 dtype = arg
@@ -398,7 +385,7 @@ class Module:
         """Move everything to a GPU: the current one, or ``device`` (an index or 'cuda:N')."""
         if device is None:
             return self.to("cuda")
-        return self.to(f"cuda:{int(device)}" if _is_index(device) else parse_device(device, "cuda"))
+        return self.to(f"cuda:{int(device)}" if is_device_index(device) else parse_device(device, "cuda"))
 
     def cpu(self) -> "Module":
         """Move everything to the CPU (host NumPy arrays)."""
