@@ -43,18 +43,13 @@ void check_per_channel(const ArrayView& a, const ArrayView& x, const ChannelView
   }
 }
 
-// An optional per-channel argument: None gives an empty view (null pointer).
+// An optional per-channel argument: None gives an empty view, whose ptr<T>() is null.
 ArrayView optional_per_channel(py::handle obj, const ArrayView& x, const ChannelView& v, const char* op,
                                const char* name, bool written) {
   if (obj.is_none()) return ArrayView{};
   ArrayView a = written ? view_output(obj, op, name) : view_array(obj, op, name);
   check_per_channel(a, x, v, op, name);
   return a;
-}
-
-template <typename T>
-T* pointer_or_null(const ArrayView& a) {
-  return a.data == nullptr ? nullptr : a.ptr<T>();
 }
 
 // out, save_mean, save_invstd = batch_norm(x, ...); running stats updated in place when training
@@ -120,12 +115,12 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
     using T = decltype(zero);
     py::gil_scoped_release nogil;
     if (training) {
-      cpu::batch_norm_forward_training<T>(x.ptr<T>(), pointer_or_null<T>(weight), pointer_or_null<T>(bias),
+      cpu::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
                                           out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                          pointer_or_null<T>(running_mean), pointer_or_null<T>(running_var),
+                                          running_mean.ptr<T>(), running_var.ptr<T>(),
                                           v.N, v.C, v.L, momentum, eps);
     } else {
-      cpu::batch_norm_forward_eval<T>(x.ptr<T>(), pointer_or_null<T>(weight), pointer_or_null<T>(bias),
+      cpu::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
                                       running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
                                       save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps);
     }
@@ -186,7 +181,7 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
     using T = decltype(zero);
     py::gil_scoped_release nogil;
     cpu::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                pointer_or_null<T>(weight), pointer_or_null<T>(out), grad_weight.ptr<T>(),
+                                weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
                                 grad_bias.ptr<T>(), v.N, v.C, v.L, training);
   });
 }
