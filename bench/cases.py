@@ -191,7 +191,11 @@ def softmax(quick: bool, timer) -> list[Row]:
                 median_seconds(numpy_softmax, timer), note=note)]
 
 
-# --- a whole training step -----------------------------------------------------------------
+# --- whole training steps -------------------------------------------------------------------
+# One step = forward, loss, backward, optimizer step, zero_grad, for a model built by the same
+# code from ranvier.nn and torch.nn (same layer names, layouts and state-dict keys). PyTorch
+# starts from ranvier's initial weights; before timing, the losses of the first steps of both
+# must agree (which checks forward, backward and the update together).
 
 def _torch():
     try:
@@ -201,70 +205,212 @@ def _torch():
     return torch
 
 
-def training_step(quick: bool, timer) -> list[Row]:
+@dataclass(frozen=True)
+class TrainingCase:
+    """A model, its data and its optimizer, written once for ranvier and PyTorch.
+
+    build(nn) -> model and optimizer(optim, params) -> optimizer take the library's module
+    (ranvier.nn / torch.nn, ranvier.optim / torch.optim); inputs: the input shape with the
+    batch first; classes: the number of classes of the integer targets.
+    """
+    name: str
+    size: str
+    build: object
+    optimizer: object
+    inputs: tuple
+    classes: int
+
+
+def _tiny_mlp(nn):
+    return nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 2))
+
+
+def _wide_mlp(nn):
+    return nn.Sequential(nn.Linear(5000, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2))
+
+
+def _mnist_cnn(nn):
+    return nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # (N, 32, 14, 14)
+        nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (N, 64, 7, 7)
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def _digits_cnn(nn):
+    """examples/digits_cnn.py's network (8x8 images) without its dropout, whose random mask
+    PyTorch cannot reproduce."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, kernel_size=3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 2 * 2, 10))
+
+
+def _adam(optim, params):
+    return optim.Adam(params, lr=1e-3)
+
+
+def _sgd_momentum(optim, params):
+    return optim.SGD(params, lr=0.01, momentum=0.9)
+
+
+TINY_MLP = TrainingCase("tiny MLP, Adam", "30-64-2, batch 32", _tiny_mlp, _adam, (32, 30), 2)
+WIDE_MLP = TrainingCase("MLP, Adam", "5000-256-256-2, batch 256", _wide_mlp, _adam, (256, 5000), 2)
+MNIST_CNN = TrainingCase("MNIST-sized CNN, SGD momentum",
+                         "conv32-pool-conv64-pool-dense128-10, 1x28x28, batch 64",
+                         _mnist_cnn, _sgd_momentum, (64, 1, 28, 28), 10)
+DIGITS_CNN = TrainingCase("digits CNN (examples/digits_cnn.py), Adam",
+                          "3 conv+BN, 2 pools, dense 10, 1x8x8, batch 64",
+                          _digits_cnn, _adam, (64, 1, 8, 8), 10)
+QUICK_CNN = TrainingCase("small CNN, SGD momentum", "conv8-pool-dense10, 1x8x8, batch 4",
+                         lambda nn: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                  nn.Flatten(), nn.Linear(8 * 4 * 4, 10)),
+                         _sgd_momentum, (4, 1, 8, 8), 10)
+
+
+class _TrainingPair:
+    """The same case set up in ranvier and (when installed) PyTorch on one device, with step
+    functions that end with the device synchronised, so that host timing sees the work."""
+
+    def __init__(self, case: TrainingCase, device: str, seed: int):
+        import ranvier
+
+        rng = np.random.default_rng(seed)
+        x = _random(rng, *case.inputs)
+        y = rng.integers(0, case.classes, case.inputs[0]).astype(np.int64)
+        ranvier.manual_seed(seed)
+        self.model = case.build(ranvier.nn).to(device)
+        self.loss_fn = ranvier.nn.CrossEntropyLoss()
+        self.optimizer = case.optimizer(ranvier.optim, self.model.parameters())
+        self.x, self.y = ranvier.tensor(x, device=device), ranvier.tensor(y, device=device)
+        self.sync = _no_sync
+        if device != "cpu":
+            import cupy
+
+            self.sync = cupy.cuda.Device().synchronize
+        self.torch = _torch()
+        if self.torch is None:
+            return
+        torch = self.torch
+        self.torch_model = case.build(torch.nn)
+        self.torch_model.load_state_dict({key: torch.from_numpy(np.array(value))
+                                          for key, value in self.model.state_dict().items()})
+        self.torch_model.to(device)
+        self.torch_loss_fn = torch.nn.CrossEntropyLoss()
+        self.torch_optimizer = case.optimizer(torch.optim, self.torch_model.parameters())
+        self.x_torch, self.y_torch = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        self.torch_sync = torch.cuda.synchronize if device != "cpu" else _no_sync
+
+    def step(self, x=None, y=None):
+        loss = self.loss_fn(self.model(self.x if x is None else x), self.y if y is None else y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.sync()
+        return loss
+
+    def torch_step(self):
+        loss = self.torch_loss_fn(self.torch_model(self.x_torch), self.y_torch)
+        loss.backward()
+        self.torch_optimizer.step()
+        self.torch_optimizer.zero_grad()
+        self.torch_sync()
+        return loss
+
+    def compare_steps(self, steps: int = 3) -> str:
+        """'' when the losses of the first `steps` steps agree, else a MISMATCH note."""
+        for _ in range(steps):
+            ours, theirs = float(self.step().item()), float(self.torch_step().item())
+            note = _same(ours, theirs, rtol=1e-3, atol=1e-4)
+            if note:
+                return note
+        return ""
+
+
+def _no_sync():
+    pass
+
+
+def _training_rows(section: str, cases, device: str, timer) -> list[Row]:
+    rows = []
+    for seed, case in enumerate(cases):
+        pair = _TrainingPair(case, device, seed)
+        op = f"train step: {case.name}"
+        if pair.torch is None:
+            rows.append(Row(section, op, case.size, median_seconds(pair.step, timer), "torch", None,
+                            note="PyTorch not installed (pip install '.[bench]')"))
+            continue
+        note = pair.compare_steps()
+        rows.append(Row(section, op, case.size, median_seconds(pair.step, timer),
+                        f"torch {pair.torch.__version__}", median_seconds(pair.torch_step, timer),
+                        note=note))
+    return rows
+
+
+def _sklearn_epoch_row(quick: bool, timer) -> Row | None:
+    """An epoch of the 5000-256-256-2 MLP against scikit-learn's MLPClassifier.partial_fit
+    (one pass over the data in shuffled mini-batches of 256, Adam, no L2 penalty). The two start
+    from different random weights, so their results are not compared, only their speed."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    import ranvier
+
+    samples, features, hidden = (64, 50, 16) if quick else (2048, 5000, 256)
+    batch = 16 if quick else 256
+    rng = np.random.default_rng(7)
+    x = _random(rng, samples, features)
+    y = rng.integers(0, 2, samples).astype(np.int64)
+    nn = ranvier.nn
+    ranvier.manual_seed(7)
+    model = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, 2))
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = ranvier.optim.Adam(model.parameters(), lr=1e-3)
+
+    def ranvier_epoch():
+        order = rng.permutation(samples)
+        for start in range(0, samples, batch):
+            rows = order[start:start + batch]
+            loss = loss_fn(model(ranvier.tensor(x[rows])), ranvier.tensor(y[rows]))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    classifier = MLPClassifier(hidden_layer_sizes=(hidden, hidden), activation="relu", solver="adam",
+                               alpha=0.0, batch_size=batch, learning_rate_init=1e-3, shuffle=True,
+                               random_state=7)
+    classifier.partial_fit(x, y, classes=np.arange(2))
+    import sklearn
+
+    return Row("train", "train epoch: MLP, Adam", f"{features}-{hidden}-{hidden}-2, {samples} samples, "
+               f"batch {batch}", median_seconds(ranvier_epoch, timer), f"sklearn {sklearn.__version__} "
+               "MLPClassifier.partial_fit", median_seconds(lambda: classifier.partial_fit(x, y), timer),
+               note="different initial weights: speed only")
+
+
+def training_steps(quick: bool, timer) -> list[Row]:
     import ranvier
 
     for needed in ("nn", "optim", "tensor"):
         if not hasattr(ranvier, needed):
             raise SectionUnavailable(f"ranvier.{needed} does not exist in this build")
-    rng = np.random.default_rng(4)
-    batch, features_in, hidden, classes = 32, 30, 64, 2
-    x = _random(rng, batch, features_in)
-    y = rng.integers(0, classes, batch).astype(np.int64)
-
-    nn = ranvier.nn
-    ranvier.manual_seed(0)
-    model = nn.Sequential(nn.Linear(features_in, hidden), nn.ReLU(), nn.Linear(hidden, classes))
-    loss_fn = nn.CrossEntropyLoss()
-    optimizer = ranvier.optim.Adam(model.parameters(), lr=1e-3)
-    x_ranvier, y_ranvier = ranvier.tensor(x), ranvier.tensor(y)
-
-    def ranvier_step():
-        loss = loss_fn(model(x_ranvier), y_ranvier)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return loss
-
-    size = f"{features_in}-{hidden}-{classes}, batch {batch}"
-    op = "MLP step: forward, cross-entropy, backward, Adam, zero_grad"
-    torch = _torch()
-    if torch is None:
-        return [Row("train", op, size, median_seconds(ranvier_step, timer), "torch", None,
-                    note="PyTorch not installed (pip install '.[bench]')")]
-
-    # PyTorch starts from ranvier's initial weights (same state-dict keys and layouts), so
-    # that one step of each can be compared before both are timed.
-    torch_model = torch.nn.Sequential(torch.nn.Linear(features_in, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, classes))
-    torch_model.load_state_dict({key: torch.from_numpy(np.array(value))
-                                 for key, value in model.state_dict().items()})
-    torch_loss_fn = torch.nn.CrossEntropyLoss()
-    torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=1e-3)
-    x_torch, y_torch = torch.from_numpy(x), torch.from_numpy(y)
-
-    def torch_step():
-        loss = torch_loss_fn(torch_model(x_torch), y_torch)
-        loss.backward()
-        torch_optimizer.step()
-        torch_optimizer.zero_grad()
-        return loss
-
-    note = _same(float(ranvier_step().item()), float(torch_step().item()))
-    if not note:  # the weights after one Adam step (gradients of both, through the update)
-        theirs = torch_model.state_dict()
-        for key, value in model.state_dict().items():
-            note = note or _same(np.array(value), theirs[key].numpy())
-    return [Row("train", op, size, median_seconds(ranvier_step, timer), f"torch {torch.__version__}",
-                median_seconds(torch_step, timer), note=note)]
+    rows = _training_rows("train", (TINY_MLP, QUICK_CNN) if quick else (TINY_MLP, WIDE_MLP, MNIST_CNN),
+                          "cpu", timer)
+    sklearn_row = _sklearn_epoch_row(quick, timer)
+    return rows if sklearn_row is None else [*rows, sklearn_row]
 
 
 # --- convolution ----------------------------------------------------------------------------
 # conv2d forward, and forward + both backward passes (input, weight and bias), against
-# PyTorch's CPU convolution on the same float32 arrays. GFLOP/s counts 2*N*K*P*Q*C/g*R*S per
-# pass (three passes for forward + backward).
+# PyTorch's convolution on the same float32 arrays: its CPU kernels in the "conv" section,
+# cuDNN in "gpu_conv" (with TF32 switched off, so that both compute in full float32).
+# GFLOP/s counts 2*N*K*P*Q*C/g*R*S per pass (three passes for forward + backward).
 
 CONV_CASES = (  # (name, x shape, weight shape, padding)
+    ("N32 C32 H32 K64 3x3", (32, 32, 32, 32), (64, 32, 3, 3), 1),
+    ("N64 C64 H16 K128 3x3", (64, 64, 16, 16), (128, 64, 3, 3), 1),
     ("ResNet-like 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1),
     ("digits CNN layer 2", (64, 16, 8, 8), (32, 16, 3, 3), 1),
     ("DNA motif conv1d", (64, 4, 200), (64, 4, 11), 5),
@@ -275,75 +421,126 @@ CONV_QUICK_CASES = (
 )
 
 
-def conv(quick: bool, timer) -> list[Row]:
+def _conv_rows(section: str, cases, device: str, timer) -> list[Row]:
     from ranvier import ops
 
     for name in ("conv2d", "conv2d_backward_input", "conv2d_backward_weight", "conv1d"):
         _ops_function(name)
     torch = _torch()
+    on_gpu = device != "cpu"
+    if on_gpu:
+        import cupy
+
+        to_device, to_host, sync = cupy.asarray, cupy.asnumpy, cupy.cuda.Device().synchronize
+    else:
+        to_device, to_host, sync = np.asarray, np.asarray, _no_sync
     rng = np.random.default_rng(5)
     rows = []
-    for name, x_shape, w_shape, padding in (CONV_QUICK_CASES if quick else CONV_CASES):
+    for name, x_shape, w_shape, padding in cases:
         spatial = len(x_shape) - 2
         forward, backward_input, backward_weight = (
             (ops.conv1d, ops.conv1d_backward_input, ops.conv1d_backward_weight) if spatial == 1
             else (ops.conv2d, ops.conv2d_backward_input, ops.conv2d_backward_weight))
-        x = _random(rng, *x_shape)
-        weight = _random(rng, *w_shape) / np.float32(math.sqrt(math.prod(w_shape[1:])))
-        bias = _random(rng, w_shape[0])
+        x_host = _random(rng, *x_shape)
+        weight_host = _random(rng, *w_shape) / np.float32(math.sqrt(math.prod(w_shape[1:])))
+        bias_host = _random(rng, w_shape[0])
+        x, weight, bias = to_device(x_host), to_device(weight_host), to_device(bias_host)
         y = forward(x, weight, bias, padding=padding)
-        grad_output = _random(rng, *y.shape)
+        grad_output_host = _random(rng, *y.shape)
+        grad_output = to_device(grad_output_host)
         flops_per_pass = 2.0 * y.size * math.prod(w_shape[1:])
         size = f"x {x_shape}, w {w_shape}, pad {padding}"
 
         def ranvier_forward():
-            return forward(x, weight, bias, padding=padding)
+            y = forward(x, weight, bias, padding=padding)
+            sync()
+            return y
 
         def ranvier_training():
             forward(x, weight, bias, padding=padding)
             grad_x = backward_input(grad_output, weight, x.shape, padding=padding)
             grad_w, grad_b = backward_weight(grad_output, x, weight.shape, padding=padding)
+            sync()
             return grad_x, grad_w, grad_b
 
         op = f"conv{spatial}d float32, {name}"
         if torch is None:
             for label, fn, passes in (("forward", ranvier_forward, 1),
                                       ("forward+backward", ranvier_training, 3)):
-                rows.append(Row("conv", f"{op} {label}", size, median_seconds(fn, timer), "torch",
+                rows.append(Row(section, f"{op} {label}", size, median_seconds(fn, timer), "torch",
                                 None, flops=passes * flops_per_pass,
                                 note="PyTorch not installed (pip install '.[bench]')"))
             continue
 
         torch_conv = getattr(torch.nn.functional, f"conv{spatial}d")
-        x_t, w_t, b_t = (torch.from_numpy(a).requires_grad_() for a in (x, weight, bias))
-        dy_t = torch.from_numpy(grad_output)
+        x_t, w_t, b_t = (torch.from_numpy(a).to(device).requires_grad_()
+                         for a in (x_host, weight_host, bias_host))
+        dy_t = torch.from_numpy(grad_output_host).to(device)
+        torch_sync = torch.cuda.synchronize if on_gpu else _no_sync
+        peer = f"torch {torch.__version__}" + (" (cuDNN)" if on_gpu else "")
 
         def torch_forward():
             with torch.no_grad():
-                return torch_conv(x_t, w_t, b_t, padding=padding)
+                y = torch_conv(x_t, w_t, b_t, padding=padding)
+            torch_sync()
+            return y
 
         def torch_training():
             for t in (x_t, w_t, b_t):
                 t.grad = None
             torch_conv(x_t, w_t, b_t, padding=padding).backward(dy_t)
+            torch_sync()
             return x_t.grad, w_t.grad, b_t.grad
 
         # Sums of C/g*R*S products (forward), K*R*S (input grad), N*P*Q (weight grad).
         depth = math.sqrt(max(math.prod(w_shape[1:]), y.size // w_shape[0]))
         tolerance = dict(rtol=1e-4 * depth, atol=1e-4 * depth)
-        note = _same(ranvier_forward(), torch_forward().numpy(), **tolerance)
-        rows.append(Row("conv", f"{op} forward", size, median_seconds(ranvier_forward, timer),
-                        f"torch {torch.__version__}", median_seconds(torch_forward, timer),
-                        flops=flops_per_pass, note=note))
+        note = _same(to_host(ranvier_forward()), torch_forward().cpu().numpy(), **tolerance)
+        rows.append(Row(section, f"{op} forward", size, median_seconds(ranvier_forward, timer), peer,
+                        median_seconds(torch_forward, timer), flops=flops_per_pass, note=note))
         ours, theirs = ranvier_training(), torch_training()
         note = ""
         for a, b in zip(ours, theirs):
-            note = note or _same(a, b.numpy(), **tolerance)
-        rows.append(Row("conv", f"{op} forward+backward", size,
-                        median_seconds(ranvier_training, timer), f"torch {torch.__version__}",
-                        median_seconds(torch_training, timer), flops=3 * flops_per_pass,
-                        note=note))
+            note = note or _same(to_host(a), b.cpu().numpy(), **tolerance)
+        rows.append(Row(section, f"{op} forward+backward", size, median_seconds(ranvier_training, timer),
+                        peer, median_seconds(torch_training, timer), flops=3 * flops_per_pass, note=note))
     return rows
+
+
+def conv(quick: bool, timer) -> list[Row]:
+    return _conv_rows("conv", CONV_QUICK_CASES if quick else CONV_CASES, "cpu", timer)
+
+
+def _require_gpu():
+    import ranvier
+
+    if not ranvier.cuda.is_available():
+        raise SectionUnavailable(f"no usable GPU ({ranvier.cuda.unavailable_reason()})")
+
+
+def _torch_on_gpu():
+    """PyTorch with CUDA and TF32 off (full float32, as ranvier computes), or None."""
+    torch = _torch()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return torch
+
+
+def gpu_conv(quick: bool, timer) -> list[Row]:
+    _require_gpu()
+    if _torch_on_gpu() is None:
+        raise SectionUnavailable("needs PyTorch with CUDA as the peer (cuDNN)")
+    return _conv_rows("gpu_conv", CONV_QUICK_CASES if quick else CONV_CASES, "cuda", timer)
+
+
+def gpu_training_steps(quick: bool, timer) -> list[Row]:
+    _require_gpu()
+    if _torch_on_gpu() is None:
+        raise SectionUnavailable("needs PyTorch with CUDA as the peer")
+    return _training_rows("gpu_train", (TINY_MLP, QUICK_CNN) if quick else
+                          (TINY_MLP, DIGITS_CNN, MNIST_CNN, WIDE_MLP), "cuda", timer)
 
 
 # --- GPU matmul ------------------------------------------------------------------------------
@@ -365,11 +562,10 @@ def _gpu_median_seconds(fn, quick: bool) -> float:
 
 def gpu_matmul(quick: bool, timer) -> list[Row]:
     del timer  # GPU time comes from CUDA events, not the host timer
-    import ranvier
-
-    if not ranvier.cuda.is_available():
-        raise SectionUnavailable(f"no usable GPU ({ranvier.cuda.unavailable_reason()})")
+    _require_gpu()
     import cupy as cp
+
+    import ranvier
 
     from ranvier import ops
 
@@ -405,7 +601,9 @@ SECTIONS = {
     "linear": linear,
     "activations": activations,
     "softmax": softmax,
-    "train": training_step,
+    "train": training_steps,
     "conv": conv,
     "gpu_matmul": gpu_matmul,
+    "gpu_conv": gpu_conv,
+    "gpu_train": gpu_training_steps,
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("matmul", "linear", "activations", "softmax", "train", "conv", "gpu_matmul", "gpu_conv", "gpu_train")
 
 
 def run_bench(*args):
@@ -33,15 +34,24 @@ def test_quick_bench_prints_a_row_per_case():
         assert row[3] != "-", row  # ranvier was timed
         assert "MISMATCH" not in row[-1], row
     skipped = [line for line in completed.stdout.splitlines() if ": skipped, " in line]
-    assert len(sections) + len(skipped) == 7, completed.stdout
+    assert len(sections) + len(skipped) == len(SECTIONS), completed.stdout
 
 
-@pytest.mark.parametrize("section", ["matmul", "linear", "softmax", "train", "conv", "gpu_matmul"])
+@pytest.mark.parametrize("section", [s for s in SECTIONS if s != "activations"])
 def test_each_section_runs_or_says_why_not(section):
     completed = run_bench("--only", section)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     if f"{section}: skipped, " not in completed.stdout:
         assert any(row[0] == section for row in table_rows(completed.stdout))
+
+
+def test_sections_are_the_ones_bench_knows():
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench.run import SECTION_NAMES
+    finally:
+        sys.path.remove(str(REPO))
+    assert tuple(SECTION_NAMES) == SECTIONS
 
 
 def test_bench_cpu_info_and_timer():
