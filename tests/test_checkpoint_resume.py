@@ -54,6 +54,37 @@ def _same_state(a: dict, b: dict) -> bool:
     return True
 
 
+def test_resume_with_a_random_augmentation_in_the_loader_matches_a_straight_run(tmp_path):
+    """The augmentation draws from ranvier's default generator, which checkpoints save."""
+    x, y = _data()
+
+    def jitter(xb, yb):
+        noise = ranvier.random.default_generator.numpy.normal(scale=0.1, size=xb.shape)
+        return xb + noise.astype(np.float32), yb
+
+    def run(epochs, **kwargs):
+        ranvier.manual_seed(5)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+        optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, transform=jitter)
+        fit(model, loader, loss=nn.CrossEntropyLoss(), optimizer=optimizer, epochs=epochs,
+            progress=False, **kwargs)
+        return model.state_dict()
+
+    path = tmp_path / "augmented.safetensors"
+    straight = run(3, callbacks=[ModelCheckpoint(tmp_path / "straight.safetensors", monitor="loss")])
+    run(1, callbacks=[ModelCheckpoint(path, monitor="loss", save_best_only=False)])
+    resumed = run(3, callbacks=[ModelCheckpoint(path, monitor="loss", save_best_only=False)], resume=path)
+    for key, value in straight.items():
+        assert resumed[key].tobytes() == value.tobytes(), key
+    # The augmentation mattered: without it the run ends elsewhere.
+    ranvier.manual_seed(5)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    fit(model, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True), loss=nn.CrossEntropyLoss(),
+        optimizer=optim.SGD(model.parameters(), lr=0.05, momentum=0.9), epochs=3, progress=False)
+    assert not np.array_equal(model.state_dict()["0.weight"], straight["0.weight"])
+
+
 @pytest.mark.parametrize("scheduler,restore", [("cosine", False), ("plateau", True)])
 def test_resume_after_two_epochs_matches_four_straight_bit_for_bit(tmp_path, scheduler, restore):
     def _setup_here():

@@ -101,6 +101,33 @@ def test_single_array_samples_give_one_tuples():
     assert last.shape == (2, 2)
 
 
+def test_transform_is_applied_to_every_batch_after_shuffling():
+    x, y = make_xy(11)
+    seen = []
+
+    def negate_inputs(xb, yb):
+        seen.append(len(xb))
+        return -xb, yb
+
+    plain = list(DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True, seed=5))
+    transformed = list(DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True, seed=5,
+                                  transform=negate_inputs))
+    assert seen == [4, 4, 3]
+    for (px, py), (tx, ty) in zip(plain, transformed):
+        np.testing.assert_array_equal(tx, -px)
+        np.testing.assert_array_equal(ty, py)
+
+
+def test_transform_errors_name_the_loader():
+    x, y = make_xy(4)
+    with pytest.raises(TypeError, match="DataLoader: transform must be callable"):
+        DataLoader(TensorDataset(x, y), transform="flip")
+    with pytest.raises(TypeError, match=r"DataLoader: transform must return a tuple of 2 fields.*ndarray"):
+        list(DataLoader(TensorDataset(x, y), batch_size=2, transform=lambda xb, yb: xb))
+    with pytest.raises(TypeError, match="tuple of 2 fields .*a tuple of 3"):
+        list(DataLoader(TensorDataset(x, y), batch_size=2, transform=lambda xb, yb: (xb, yb, yb)))
+
+
 def test_batches_are_copies():
     x, y = make_xy(6)
     original = x.copy()

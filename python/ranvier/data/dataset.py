@@ -172,6 +172,12 @@ class DataLoader:
         drop_last: drop the last batch when it is smaller than ``batch_size``.
         seed: seed of the loader's shuffling generator; ``None`` seeds it from ranvier's
             default generator (``ranvier.manual_seed`` makes that reproducible).
+        transform: ``None``, or a callable applied to every batch as
+            ``transform(*fields) -> tuple of fields`` (e.g. ``lambda x, y:
+            (random_horizontal_flip(x), y)`` for augmentation). Its random decisions should
+            come from ranvier's default generator (the ``ranvier.data`` augmentations' default):
+            then ``ranvier.manual_seed`` makes them reproducible and ``fit``'s checkpoints
+            resume them exactly.
 
     Yields:
         tuples of batched arrays, one per field of a sample: ``(x_batch, y_batch)`` with
@@ -188,11 +194,14 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, seed: int | None = None):
+                 drop_last: bool = False, seed: int | None = None, transform=None):
         op = "DataLoader"
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"{op}: dataset must define __len__ and __getitem__ (a Dataset), "
                             f"got {type(dataset).__name__}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"{op}: transform must be callable or None, got {type(transform).__name__}")
+        self.transform = transform
         self.dataset = dataset
         self.batch_size = _check_count(op, "batch_size", batch_size, 1)
         self.shuffle = bool(shuffle)
@@ -239,11 +248,22 @@ class DataLoader:
         for b in range(skip, n_batches):
             indices = order[b * self.batch_size:(b + 1) * self.batch_size]
             batch = self._batch(indices)
+            if self.transform is not None:
+                batch = self._transformed(batch)
             self._batches_yielded = b + 1
             yield batch
         self._epochs_completed += 1
         self._epoch_start_state = None
         self._batches_yielded = 0
+
+    def _transformed(self, batch: tuple) -> tuple:
+        result = self.transform(*batch)
+        if not isinstance(result, (tuple, list)) or len(result) != len(batch):
+            got = (f"a {type(result).__name__} of {len(result)}" if isinstance(result, (tuple, list))
+                   else f"a {type(result).__name__}")
+            raise TypeError(f"DataLoader: transform must return a tuple of {len(batch)} fields "
+                            f"(one per field it was given), got {got}")
+        return tuple(result)
 
     # ------------------------------------------------------------------ exact resumption
 
