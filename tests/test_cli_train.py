@@ -176,4 +176,5 @@ def test_h5ad_without_anndata_says_how_to_install(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setitem(sys.modules, "anndata", None)
     (tmp_path / "x.h5ad").write_bytes(b"")
-    _error(capsys, ["train", str(tmp_path / "x.h5ad"), "--target", "t"], "needs anndata (pip install anndata)")
+    _error(capsys, ["train", str(tmp_path / "x.h5ad"), "--target", "t"],
+           "needs anndata (pip install anndata, or ranvier[h5ad])")

@@ -118,7 +118,7 @@ def _read_h5ad(path) -> Table:
     try:
         import anndata
     except ImportError:
-        raise UserError(f"{path}: reading .h5ad files needs anndata (pip install anndata), or "
+        raise UserError(f"{path}: reading .h5ad files needs anndata (pip install anndata, or ranvier[h5ad]), or "
                         f"export the table to CSV") from None
     try:
         with warnings.catch_warnings():
