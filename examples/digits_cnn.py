@@ -17,7 +17,7 @@ import numpy as np
 
 import ranvier
 from ranvier import nn
-from ranvier.nn import functional as F
+from ranvier.train import fit, predict
 
 
 def load_digits_images(seed: int = 0):
@@ -53,44 +53,21 @@ def build_model() -> nn.Module:
     )
 
 
-def train_epoch(model, optimizer, x, y, batch_size: int, rng: np.random.Generator) -> float:
-    """One pass over (x, y) in shuffled mini-batches; returns the mean training loss."""
-    model.train()
-    order = rng.permutation(len(x))
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        batch = order[start:start + batch_size]
-        loss = F.cross_entropy(model(ranvier.tensor(x[batch])), y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch)
-    return total / len(x)
-
-
-def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:
-    model.eval()
-    with ranvier.no_grad():
-        return np.concatenate([model(ranvier.tensor(x[i:i + batch_size])).numpy()
-                               for i in range(0, len(x), batch_size)])
-
-
 def run(epochs: int = 10, train_size: int | None = None, batch_size: int = 32, lr: float = 2e-3,
-        seed: int = 0, log=print) -> dict:
-    """Train and evaluate; returns {'accuracy', 'train_loss', 'n_train', 'n_test', 'seconds'}."""
+        seed: int = 0, progress=True) -> dict:
+    """Train with ranvier.train.fit and evaluate on the held-out quarter; returns
+    {'accuracy', 'train_loss', 'n_train', 'n_test', 'seconds'}."""
     started = time.perf_counter()
     ranvier.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     x_train, y_train, x_test, y_test = load_digits_images(seed)
     if train_size is not None:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     model = build_model()
-    optimizer = ranvier.optim.Adam(model.parameters(), lr=lr)
-    for epoch in range(1, epochs + 1):
-        loss = train_epoch(model, optimizer, x_train, y_train, batch_size, rng)
-        log(f"epoch {epoch:2d}/{epochs}  train loss {loss:.4f}")
-    predicted = predict_logits(model, x_test).argmax(axis=1)
-    return {"accuracy": float((predicted == y_test).mean()), "train_loss": loss,
+    history = fit(model, (x_train, y_train), loss=nn.CrossEntropyLoss(),
+                  optimizer=ranvier.optim.Adam(model.parameters(), lr=lr), epochs=epochs,
+                  batch_size=batch_size, progress=progress)
+    predicted = predict(model, x_test, batch_size=512).argmax(axis=1)
+    return {"accuracy": float((predicted == y_test).mean()), "train_loss": history.history["loss"][-1],
             "n_train": len(x_train), "n_test": len(x_test),
             "seconds": time.perf_counter() - started}
 

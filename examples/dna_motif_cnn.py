@@ -32,9 +32,11 @@ import numpy as np
 
 import ranvier
 from ranvier import nn
-from ranvier.data import one_hot_dna, packaged_file, read_fasta, reverse_complement_one_hot
+from ranvier.data import (DataLoader, TensorDataset, one_hot_dna, packaged_file, read_fasta,
+                          reverse_complement_one_hot)
 from ranvier.metrics import roc_auc_score
-from ranvier.nn import functional as F
+from ranvier.ops import softmax
+from ranvier.train import fit, predict
 
 FILES = {  # split -> (Oct4 file, Mafk file)
     "train": ("janggu/resources/sample.fa", "janggu/resources/sample2.fa"),
@@ -80,12 +82,14 @@ def load_sequences(train_size: int | None = None, seed: int = 0):
     return x_train, y_train, x_test, y_test
 
 
-def random_strand(x, rng: np.random.Generator):
-    """Each sequence of (N, 4, L), or its reverse complement, with probability 1/2."""
-    flip = rng.random(len(x)) < 0.5
+def random_strand(x, y):
+    """A batch (N, 4, L) with each sequence replaced by its reverse complement with probability
+    1/2 (a DataLoader transform). Decisions come from ranvier's generator, so manual_seed makes
+    a run reproducible."""
+    flip = ranvier.random.default_generator.numpy.random(len(x)) < 0.5
     x = x.copy()
     x[flip] = reverse_complement_one_hot(x[flip])
-    return x
+    return x, y
 
 
 def build_model(filters: int = 32, motif_length: int = 15) -> nn.Module:
@@ -104,48 +108,31 @@ def build_model(filters: int = 32, motif_length: int = 15) -> nn.Module:
     )
 
 
-def train_epoch(model, optimizer, x, y, batch_size: int, rng: np.random.Generator) -> float:
-    model.train()
-    order = rng.permutation(len(x))
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        batch = order[start:start + batch_size]
-        loss = F.cross_entropy(model(ranvier.tensor(random_strand(x[batch], rng))), y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch)
-    return total / len(x)
-
-
 def oct4_probability(model, x, batch_size: int = 500) -> np.ndarray:
     """P(Oct4) averaged over both strands."""
-    model.eval()
-    with ranvier.no_grad():
-        def probability(inputs):
-            return np.concatenate([F.softmax(model(ranvier.tensor(inputs[i:i + batch_size])),
-                                             dim=1).numpy()[:, 1]
-                                   for i in range(0, len(inputs), batch_size)])
-        return (probability(x) + probability(reverse_complement_one_hot(x))) / 2
+    def probability(inputs):
+        return softmax(predict(model, inputs, batch_size=batch_size), axis=1)[:, 1]
+    return (probability(x) + probability(reverse_complement_one_hot(x))) / 2
 
 
 def run(epochs: int = 10, train_size: int | None = None, batch_size: int = 64, lr: float = 3e-3,
-        seed: int = 0, log=print) -> dict:
-    """Train and evaluate on the held-out files; returns accuracy, roc_auc and sizes."""
+        seed: int = 0, progress=True) -> dict:
+    """Train with ranvier.train.fit on randomly stranded sequences and evaluate on the held-out
+    files; returns accuracy, roc_auc and sizes."""
     started = time.perf_counter()
     ranvier.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     x_train, y_train, x_test, y_test = load_sequences(train_size, seed)
     model = build_model()
-    optimizer = ranvier.optim.Adam(model.parameters(), lr=lr)
-    for epoch in range(1, epochs + 1):
-        loss = train_epoch(model, optimizer, x_train, y_train, batch_size, rng)
-        log(f"epoch {epoch:2d}/{epochs}  train loss {loss:.4f}")
+    batches = DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True,
+                         transform=random_strand)
+    history = fit(model, batches, loss=nn.CrossEntropyLoss(),
+                  optimizer=ranvier.optim.Adam(model.parameters(), lr=lr), epochs=epochs,
+                  progress=progress)
     probability = oct4_probability(model, x_test)
     return {
         "accuracy": float(((probability > 0.5) == (y_test == 1)).mean()),
         "roc_auc": roc_auc_score(y_test, probability),
-        "train_loss": loss, "n_train": len(y_train), "n_test": len(y_test),
+        "train_loss": history.history["loss"][-1], "n_train": len(y_train), "n_test": len(y_test),
         "seconds": time.perf_counter() - started,
     }
 

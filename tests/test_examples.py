@@ -12,6 +12,8 @@ import pathlib
 import numpy as np
 import pytest
 
+import ranvier
+
 from ranvier.data import one_hot_dna, reverse_complement
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -27,10 +29,6 @@ def load_example(name):
 digits_cnn = load_example("digits_cnn")
 nuclei_cnn = load_example("nuclei_cnn")
 dna_motif_cnn = load_example("dna_motif_cnn")
-
-
-def quiet(*args, **kwargs):
-    pass
 
 
 def tifffile_installed():
@@ -60,7 +58,7 @@ def test_digits_split_is_stratified_and_disjoint():
 
 
 def test_digits_pipeline_small_slice():
-    metrics = digits_cnn.run(epochs=2, train_size=300, log=quiet)
+    metrics = digits_cnn.run(epochs=2, train_size=300, progress=False)
     assert metrics["n_train"] == 300 and metrics["n_test"] == 450
     # 10 classes: chance is 0.1. Two epochs on 300 images reach about 0.8 (0.78-0.87, seeds 0-2).
     assert 0.5 < metrics["accuracy"] <= 1.0
@@ -129,7 +127,7 @@ def test_nuclei_patches_from_stardist_files():
 @needs_stardist
 def test_nuclei_pipeline_small_slice():
     metrics = nuclei_cnn.run(epochs=2, patches_per_class=200, test_patches_per_class=100,
-                             log=quiet)
+                             progress=False)
     assert metrics["n_train"] == 400 and metrics["n_test"] == 200
     assert 0.0 <= metrics["accuracy"] <= 1.0
     # Nuclei are bright: even a short run ranks well (0.94-0.99, seeds 0-2), although its
@@ -144,7 +142,10 @@ def test_random_strand_flips_about_half_to_their_reverse_complement():
     sequences = ["ACGTTGCAAC", "GGGAAATTTC", "ACCGTNNRYA"] * 20
     x = one_hot_dna(sequences)
     reverse = one_hot_dna([reverse_complement(s) for s in sequences])
-    out = dna_motif_cnn.random_strand(x, np.random.default_rng(0))
+    labels = np.arange(len(x))
+    ranvier.manual_seed(0)
+    out, out_labels = dna_motif_cnn.random_strand(x, labels)
+    assert out_labels is labels   # a DataLoader transform: the labels pass through
     forward_rows = [np.array_equal(o, f) for o, f in zip(out, x)]
     reverse_rows = [np.array_equal(o, r) for o, r in zip(out, reverse)]
     assert all(f or r for f, r in zip(forward_rows, reverse_rows))
@@ -170,7 +171,7 @@ def test_dna_sequences_from_janggu_files():
 
 @needs_janggu
 def test_dna_pipeline_small_slice():
-    metrics = dna_motif_cnn.run(epochs=2, train_size=400, log=quiet)
+    metrics = dna_motif_cnn.run(epochs=2, train_size=400, progress=False)
     assert metrics["n_train"] == 400 and metrics["n_test"] == 200
     assert 0.0 <= metrics["accuracy"] <= 1.0
     # Chance is 0.5; two epochs on 400 peaks give about 0.77 (seeds 0-2).
@@ -187,13 +188,13 @@ full_runs = pytest.mark.skipif(
 
 @full_runs
 def test_digits_full_figure():
-    assert digits_cnn.run(log=quiet)["accuracy"] >= 0.97
+    assert digits_cnn.run(progress=False)["accuracy"] >= 0.97
 
 
 @full_runs
 @needs_stardist
 def test_nuclei_full_figure():
-    metrics = nuclei_cnn.run(log=quiet)
+    metrics = nuclei_cnn.run(progress=False)
     # The CNN ranks at least as well as the brightness of the centre pixel alone.
     assert metrics["roc_auc"] >= metrics["intensity_roc_auc"]
     assert metrics["accuracy"] >= 0.9
@@ -202,6 +203,6 @@ def test_nuclei_full_figure():
 @full_runs
 @needs_janggu
 def test_dna_full_figure():
-    metrics = dna_motif_cnn.run(log=quiet)
+    metrics = dna_motif_cnn.run(progress=False)
     # janggu's own single-strand example reaches about 0.85 accuracy on these files.
     assert metrics["accuracy"] >= 0.85 and metrics["roc_auc"] >= 0.9
