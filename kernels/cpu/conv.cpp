@@ -12,11 +12,19 @@
 // several taps collect several terms). A 1x1 kernel with stride 1 and no padding needs no
 // column buffer: the input (C/g, H*W) already is col.
 //
-// Threads: when there are at least as many independent (image, group) units as threads,
-// the units are split among the threads, each with its own column buffer, and gemm runs
+// Small images are processed in blocks of B images per GEMM: col then is (C/g*R*S, B*P*Q),
+// image b in columns b*P*Q .. (b+1)*P*Q - 1. An 8x8 image gives a GEMM only 64 columns wide,
+// too narrow to pay for packing the filters and for the GEMM's set-up; a block of 4 gives 256.
+// The GEMM's output block (K/g, B*P*Q) is then scattered to y's (N, K, P*Q) layout, and dy's
+// slices are gathered into that layout for the backward passes (copies of the output's size,
+// R*S*C/g times fewer operations than the GEMM). With B = 1 (images of at least
+// kMinGemmColumns pixels) nothing is copied.
+//
+// Threads: when there are at least as many independent (block, group) units as threads,
+// the units are split among the threads, each with its own buffers, and gemm runs
 // single-threaded inside (parallel_for does not nest). Otherwise the units run one after
 // another and gemm and im2col/col2im spread each one over the threads. The weight gradient
-// sums over the batch, so each batch chunk accumulates into its own partial dw, and the
+// sums over the batch, so each chunk of blocks accumulates into its own partial dw, and the
 // partials are added in chunk order (the result depends on the thread count only through
 // rounding, and is reproducible for a given count).
 //
@@ -33,6 +41,11 @@ namespace ranvier::cpu {
 
 namespace {
 
+// Images are grouped so that one GEMM has at least this many columns (see the top).
+constexpr int64_t kMinGemmColumns = 256;
+// ... unless the block's column buffer would exceed this many elements (per thread).
+constexpr int64_t kMaxBlockColumnElements = int64_t{1} << 20;
+
 // Sizes derived from a Conv2dShape, named once.
 struct Geometry {
   int64_t group_in;      // C/g: input channels per group
@@ -43,6 +56,8 @@ struct Geometry {
   int64_t col_rows;      // C/g*R*S: rows of the column buffer, columns of a group's filters
   int64_t group_weight;  // K/g*C/g*R*S: elements of one group's filters
   bool direct;           // 1x1, stride 1, no padding: the input is its own column buffer
+  int64_t block;         // B: images per GEMM (>= 1)
+  int64_t blocks;        // ceil(N / B)
 
   explicit Geometry(const Conv2dShape& s)
       : group_in(s.in_channels / s.groups),
@@ -55,9 +70,27 @@ struct Geometry {
         group_weight(group_out * col_rows),
         direct(s.kernel_height == 1 && s.kernel_width == 1 && s.stride_height == 1 &&
                s.stride_width == 1 && s.pad_top == 0 && s.pad_bottom == 0 && s.pad_left == 0 &&
-               s.pad_right == 0) {}
+               s.pad_right == 0),
+        block(images_per_gemm(s.batch, out_pixels, col_rows)),
+        blocks(s.batch == 0 ? 0 : (s.batch + block - 1) / block) {}
 
-  int64_t col_size() const { return direct ? 0 : col_rows * out_pixels; }
+  // Images [first, first + count) of block `b`.
+  int64_t first(int64_t b) const { return b * block; }
+  int64_t count(int64_t b, int64_t batch) const { return std::min(block, batch - b * block); }
+
+  // Per-thread buffer: the column buffer (C/g*R*S, B*P*Q), none in the direct case with
+  // B = 1; and for B > 1 the GEMM's (K/g, B*P*Q) output or gathered gradient block.
+  int64_t col_size() const { return direct && block == 1 ? 0 : col_rows * block * out_pixels; }
+  int64_t out_block_size() const { return block == 1 ? 0 : group_out * block * out_pixels; }
+  int64_t buffer_size() const { return col_size() + out_block_size(); }
+
+ private:
+  static int64_t images_per_gemm(int64_t batch, int64_t out_pixels, int64_t col_rows) {
+    if (batch <= 1 || out_pixels <= 0 || out_pixels >= kMinGemmColumns) return 1;
+    int64_t images = (kMinGemmColumns + out_pixels - 1) / out_pixels;
+    images = std::min(images, std::max<int64_t>(1, kMaxBlockColumnElements / (col_rows * out_pixels)));
+    return std::max<int64_t>(1, std::min(images, batch));
+  }
 };
 
 // The output positions o in [lo, hi) of [0, out_size) whose input position
@@ -72,9 +105,10 @@ ValidRange valid_range(int64_t offset, int64_t stride, int64_t in_size, int64_t 
   return {std::min(lo, hi_clamped), hi_clamped};
 }
 
-// col (C/g*R*S, P*Q) from one group's input channels x_group (C/g, H, W).
+// col (C/g*R*S, P*Q), rows `ld` elements apart, from one group's input channels x_group
+// (C/g, H, W).
 template <typename T>
-void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col) {
+void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col, int64_t ld) {
   const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
   parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
     for (int64_t c = c_begin; c < c_end; ++c) {
@@ -85,7 +119,7 @@ void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col) {
         for (int64_t t = 0; t < S; ++t) {
           const int64_t w_offset = t * s.dilation_width - s.pad_left;
           const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
-          T* col_row = col + ((c * R + r) * S + t) * g.out_pixels;
+          T* col_row = col + ((c * R + r) * S + t) * ld;
           std::fill(col_row, col_row + rows.lo * Q, T(0));
           for (int64_t p = rows.lo; p < rows.hi; ++p) {
             T* out = col_row + p * Q;
@@ -106,10 +140,11 @@ void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col) {
   });
 }
 
-// dx_group (C/g, H, W) = the column buffer's entries added back onto their input pixels
-// (overwrites dx_group). Threads own whole channels, so no two write the same pixel.
+// dx_group (C/g, H, W) = the column buffer's (C/g*R*S, P*Q; rows `ld` apart) entries added
+// back onto their input pixels (overwrites dx_group). Threads own whole channels, so no two
+// write the same pixel.
 template <typename T>
-void col2im(const Conv2dShape& s, const Geometry& g, const T* col, T* dx_group) {
+void col2im(const Conv2dShape& s, const Geometry& g, const T* col, int64_t ld, T* dx_group) {
   const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
   parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
     for (int64_t c = c_begin; c < c_end; ++c) {
@@ -121,7 +156,7 @@ void col2im(const Conv2dShape& s, const Geometry& g, const T* col, T* dx_group) 
         for (int64_t t = 0; t < S; ++t) {
           const int64_t w_offset = t * s.dilation_width - s.pad_left;
           const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
-          const T* col_row = col + ((c * R + r) * S + t) * g.out_pixels;
+          const T* col_row = col + ((c * R + r) * S + t) * ld;
           for (int64_t p = rows.lo; p < rows.hi; ++p) {
             const T* in = col_row + p * Q;
             T* dx_row = dx_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
@@ -133,24 +168,72 @@ void col2im(const Conv2dShape& s, const Geometry& g, const T* col, T* dx_group) 
   });
 }
 
-// Runs body(chunk, begin, end, col) over `chunks` contiguous pieces of [0, count), the
-// chunks in parallel, each with its own column buffer of col_size elements. One chunk runs
-// on the calling thread, leaving gemm free to use every thread. The buffers are allocated
+// The columns of images [first, first + count) for one group: im2col of each image into its
+// column range of col (C/g*R*S, count*P*Q; rows `ld` = count*P*Q apart). Returns the matrix
+// the GEMM reads: col, or the input itself for a single image of a direct (1x1) convolution.
+template <typename T>
+const T* block_columns(const Conv2dShape& s, const Geometry& g, const T* x, int64_t first, int64_t count,
+                       int64_t group, T* col, int64_t ld) {
+  const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
+  if (g.direct && count == 1) return x_group;
+  for (int64_t i = 0; i < count; ++i) {
+    im2col(s, g, x_group + i * s.in_channels * g.in_pixels, col + i * g.out_pixels, ld);
+  }
+  return col;
+}
+
+// block (K/g, count*P*Q) = one group's channels of images [first, first + count) of a
+// (N, K, P*Q) tensor, image i in columns i*P*Q .. (i+1)*P*Q - 1.
+template <typename T>
+void gather_block(const Conv2dShape& s, const Geometry& g, const T* tensor, int64_t first, int64_t count,
+                  int64_t group, T* block) {
+  const int64_t ld = count * g.out_pixels;
+  for (int64_t i = 0; i < count; ++i) {
+    const T* image = tensor + ((first + i) * s.out_channels + group * g.group_out) * g.out_pixels;
+    for (int64_t k = 0; k < g.group_out; ++k) {
+      std::copy(image + k * g.out_pixels, image + (k + 1) * g.out_pixels, block + k * ld + i * g.out_pixels);
+    }
+  }
+}
+
+// The reverse of gather_block, adding bias[group * K/g + k] (bias may be null) on the way.
+template <typename T>
+void scatter_block(const Conv2dShape& s, const Geometry& g, const T* block, int64_t first, int64_t count,
+                   int64_t group, const T* bias, T* tensor) {
+  const int64_t ld = count * g.out_pixels;
+  for (int64_t i = 0; i < count; ++i) {
+    T* image = tensor + ((first + i) * s.out_channels + group * g.group_out) * g.out_pixels;
+    for (int64_t k = 0; k < g.group_out; ++k) {
+      const T* from = block + k * ld + i * g.out_pixels;
+      T* to = image + k * g.out_pixels;
+      if (bias == nullptr) {
+        std::copy(from, from + g.out_pixels, to);
+      } else {
+        const T b = bias[group * g.group_out + k];
+        for (int64_t j = 0; j < g.out_pixels; ++j) to[j] = from[j] + b;
+      }
+    }
+  }
+}
+
+// Runs body(chunk, begin, end, buffer) over `chunks` contiguous pieces of [0, count), the
+// chunks in parallel, each with its own buffer of buffer_size elements. One chunk runs on
+// the calling thread, leaving gemm free to use every thread. The buffers are allocated
 // here, before any parallel region, so that running out of memory raises std::bad_alloc
 // to the caller instead of escaping an OpenMP region.
 template <typename T, typename Body>
-void for_each_chunk(int64_t count, int64_t chunks, int64_t cost_per_item, int64_t col_size,
+void for_each_chunk(int64_t count, int64_t chunks, int64_t cost_per_item, int64_t buffer_size,
                     Body&& body) {
   if (count == 0) return;
-  std::vector<T> cols(static_cast<size_t>(chunks * col_size));
+  std::vector<T> buffers(static_cast<size_t>(chunks * buffer_size));
   if (chunks <= 1) {
-    body(int64_t{0}, int64_t{0}, count, cols.data());
+    body(int64_t{0}, int64_t{0}, count, buffers.data());
     return;
   }
   parallel_for(chunks, cost_per_item * (count / chunks), [&](int64_t c_begin, int64_t c_end) {
     for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {
       body(chunk, count * chunk / chunks, count * (chunk + 1) / chunks,
-           cols.data() + chunk * col_size);
+           buffers.data() + chunk * buffer_size);
     }
   });
 }
@@ -167,19 +250,24 @@ int64_t chunk_count(int64_t count) {
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   const Geometry g(s);
-  const int64_t units = s.batch * s.groups;  // (image, group) pairs, independent
-  const int64_t flops = g.group_out * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(units, chunk_count(units), flops, g.col_size(),
-                    [&](int64_t, int64_t begin, int64_t end, T* col) {
+  const int64_t units = g.blocks * s.groups;  // (block of images, group) pairs, independent
+  const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(units, chunk_count(units), flops, g.buffer_size(),
+                    [&](int64_t, int64_t begin, int64_t end, T* buffer) {
+    T* col = buffer;
+    T* out_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
     for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t n = unit / s.groups, group = unit % s.groups;
-      const T* x_group = x + (n * s.in_channels + group * g.group_in) * g.in_pixels;
-      T* y_group = y + (n * s.out_channels + group * g.group_out) * g.out_pixels;
-      const T* columns = x_group;
-      if (!g.direct) {
-        im2col(s, g, x_group, col);
-        columns = col;
+      const int64_t b = unit / s.groups, group = unit % s.groups;
+      const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
+      const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+      const T* w_group = w + group * g.group_weight;
+      if (count > 1) {
+        gemm<T>(false, false, g.group_out, cols, g.col_rows, T(1), w_group, g.col_rows, columns, cols, T(0),
+                out_block, cols);
+        scatter_block(s, g, out_block, first, count, group, bias, y);
+        continue;
       }
+      T* y_group = y + (first * s.out_channels + group * g.group_out) * g.out_pixels;
       T beta = T(0);
       if (bias != nullptr) {
         // Start each output channel at its bias and let gemm accumulate onto it.
@@ -189,34 +277,48 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
         }
         beta = T(1);
       }
-      gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w + group * g.group_weight,
-              g.col_rows, columns, g.out_pixels, beta, y_group, g.out_pixels);
+      gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows, columns,
+              g.out_pixels, beta, y_group, g.out_pixels);
     }
   });
 }
 
-// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[n, g], then col2im.
+// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[block, g], then col2im.
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
   const Geometry g(s);
-  const int64_t units = s.batch * s.groups;
-  const int64_t flops = g.group_out * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(units, chunk_count(units), flops, g.col_size(),
-                    [&](int64_t, int64_t begin, int64_t end, T* col) {
+  const int64_t units = g.blocks * s.groups;
+  const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(units, chunk_count(units), flops, g.buffer_size(),
+                    [&](int64_t, int64_t begin, int64_t end, T* buffer) {
+    T* col = buffer;
+    T* dy_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
     for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t n = unit / s.groups, group = unit % s.groups;
-      const T* dy_group = dy + (n * s.out_channels + group * g.group_out) * g.out_pixels;
-      T* dx_group = dx + (n * s.in_channels + group * g.group_in) * g.in_pixels;
+      const int64_t b = unit / s.groups, group = unit % s.groups;
+      const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
+      const T* w_group = w + group * g.group_weight;
+      T* dx_group = dx + (first * s.in_channels + group * g.group_in) * g.in_pixels;
+      if (count > 1) {
+        gather_block(s, g, dy, first, count, group, dy_block);
+        gemm<T>(true, false, g.col_rows, cols, g.group_out, T(1), w_group, g.col_rows, dy_block, cols, T(0),
+                col, cols);
+        for (int64_t i = 0; i < count; ++i) {
+          col2im(s, g, col + i * g.out_pixels, cols, dx_group + i * s.in_channels * g.in_pixels);
+        }
+        continue;
+      }
+      const T* dy_group = dy + (first * s.out_channels + group * g.group_out) * g.out_pixels;
       // In the direct case the column gradient is the input gradient itself.
       T* dcol = g.direct ? dx_group : col;
-      gemm<T>(true, false, g.col_rows, g.out_pixels, g.group_out, T(1), w + group * g.group_weight,
-              g.col_rows, dy_group, g.out_pixels, T(0), dcol, g.out_pixels);
-      if (!g.direct) col2im(s, g, col, dx_group);
+      gemm<T>(true, false, g.col_rows, g.out_pixels, g.group_out, T(1), w_group, g.col_rows, dy_group,
+              g.out_pixels, T(0), dcol, g.out_pixels);
+      if (!g.direct) col2im(s, g, col, g.out_pixels, dx_group);
     }
   });
 }
 
-// dw (K, C/g, R, S) = sum over n of dy[n, g] @ col(x[n, g])^T per group; dbias (K) = sum of dy.
+// dw (K, C/g, R, S) = sum over blocks of dy[block, g] @ col(x[block, g])^T per group;
+// dbias (K) = sum of dy.
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw, T* dbias) {
   const Geometry g(s);
@@ -240,25 +342,26 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
   }
 
   // Chunk 0 accumulates straight into dw, chunk i > 0 into partials[i - 1]; added in order below.
-  const int64_t chunks = chunk_count(s.batch);
+  const int64_t chunks = chunk_count(g.blocks);
   std::vector<T> partials(static_cast<size_t>((chunks - 1) * weight_size));
-  const int64_t flops = s.groups * g.group_out * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(s.batch, chunks, flops, g.col_size(),
-                    [&](int64_t chunk, int64_t begin, int64_t end, T* col) {
+  const int64_t flops = s.groups * g.group_out * g.block * g.out_pixels * g.col_rows;
+  for_each_chunk<T>(g.blocks, chunks, flops, g.buffer_size(),
+                    [&](int64_t chunk, int64_t begin, int64_t end, T* buffer) {
+    T* col = buffer;
+    T* dy_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
     T* dw_chunk = chunk == 0 ? dw : partials.data() + (chunk - 1) * weight_size;
-    for (int64_t n = begin; n < end; ++n) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
       for (int64_t group = 0; group < s.groups; ++group) {
-        const T* x_group = x + (n * s.in_channels + group * g.group_in) * g.in_pixels;
-        const T* dy_group = dy + (n * s.out_channels + group * g.group_out) * g.out_pixels;
-        const T* columns = x_group;
-        if (!g.direct) {
-          im2col(s, g, x_group, col);
-          columns = col;
+        const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+        const T* dy_group = dy + (first * s.out_channels + group * g.group_out) * g.out_pixels;
+        if (count > 1) {
+          gather_block(s, g, dy, first, count, group, dy_block);
+          dy_group = dy_block;
         }
-        // The first image of the chunk overwrites (beta 0), later ones accumulate.
-        gemm<T>(false, true, g.group_out, g.col_rows, g.out_pixels, T(1), dy_group, g.out_pixels,
-                columns, g.out_pixels, n == begin ? T(0) : T(1), dw_chunk + group * g.group_weight,
-                g.col_rows);
+        // The chunk's first block overwrites (beta 0), later ones accumulate.
+        gemm<T>(false, true, g.group_out, g.col_rows, cols, T(1), dy_group, cols, columns, cols,
+                b == begin ? T(0) : T(1), dw_chunk + group * g.group_weight, g.col_rows);
       }
     }
   });
