@@ -1,6 +1,7 @@
-// _C.batch_norm_forward / _C.batch_norm_backward: batch normalisation over axis 1 (CPU).
+// _C.batch_norm_forward / _C.batch_norm_backward: batch normalisation over axis 1, CPU or CUDA.
 //
 // x is (N, C, *) with any number of trailing dimensions, viewed by the kernels as (N, C, L).
+// Every array of a call must live on x's device; CUDA kernels run on CuPy's current stream.
 #include <cmath>
 #include <string>
 
@@ -31,10 +32,10 @@ ChannelView channel_view(const ArrayView& x, const char* op, const char* name) {
   return v;
 }
 
-// A per-channel array: CPU, x's dtype, shape (C,), not sharing memory with `out`.
+// A per-channel array: x's device and dtype, shape (C,).
 void check_per_channel(const ArrayView& a, const ArrayView& x, const ChannelView& v, const char* op,
                        const char* name) {
-  require_cpu(a, op, name);
+  check_same_device(x, a, op, "x", name);
   check_same_dtype(x, a, op, "x", name);
   if (a.ndim() != 1 || a.shape[0] != v.C) {
     fail_value(op, std::string(name) + " has shape " + a.shape_str() + " but the input of shape " +
@@ -59,7 +60,6 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
                         double momentum, double eps) {
   const char* op = kForward;
   const ArrayView x = view_array(x_obj, op, "x");
-  require_cpu(x, op, "x");
   check_float(x, op, "x");
   const ChannelView v = channel_view(x, op, "x");
   if (!std::isfinite(eps) || eps < 0) fail_value(op, "eps must be finite and >= 0, got " + std::to_string(eps));
@@ -79,7 +79,8 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
   }
 
   const ArrayView out = view_output(out_obj, op, "out");
-  require_cpu(out, op, "out");
+  check_same_device(x, out, op, "x", "out");
+  require_cuda_built(x, op);
   check_same_dtype(x, out, op, "x", "out");
   check_same_shape(x, out, op, "x", "out");
   check_no_partial_overlap(out, x, op, "out", "x");
@@ -111,20 +112,37 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
     if (a != &x && a != &out && a->data != nullptr) check_disjoint(out, *a, op, "out", a_name);
   }
 
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    if (training) {
-      cpu::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                          out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                          running_mean.ptr<T>(), running_var.ptr<T>(),
-                                          v.N, v.C, v.L, momentum, eps);
+    if (x.device == Device::CPU) {
+      if (training) {
+        cpu::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
+                                            out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                                            running_mean.ptr<T>(), running_var.ptr<T>(),
+                                            v.N, v.C, v.L, momentum, eps);
+      } else {
+        cpu::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
+                                        running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
+                                        save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps);
+      }
     } else {
-      cpu::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                      running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
-                                      save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps);
+#ifdef RANVIER_WITH_CUDA
+      if (training) {
+        cuda::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
+                                             out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                                             running_mean.ptr<T>(), running_var.ptr<T>(),
+                                             v.N, v.C, v.L, momentum, eps, stream);
+      } else {
+        cuda::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
+                                         running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
+                                         save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps, stream);
+      }
+#endif
     }
   });
+  (void)stream;
 }
 
 // out (x's shape, or None), grad_weight, grad_bias (C) = gradients of batch_norm
@@ -133,11 +151,11 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
                          py::handle grad_weight_obj, py::handle grad_bias_obj, bool training) {
   const char* op = kBackward;
   const ArrayView x = view_array(x_obj, op, "x");
-  require_cpu(x, op, "x");
   check_float(x, op, "x");
   const ChannelView v = channel_view(x, op, "x");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
-  require_cpu(dy, op, "grad_output");
+  check_same_device(x, dy, op, "x", "grad_output");
+  require_cuda_built(x, op);
   check_same_dtype(x, dy, op, "x", "grad_output");
   check_same_shape(x, dy, op, "x", "grad_output");
   const ArrayView save_mean = optional_per_channel(save_mean_obj, x, v, op, "save_mean", false);
@@ -154,7 +172,7 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
   ArrayView out;
   if (!out_obj.is_none()) {
     out = view_output(out_obj, op, "out");
-    require_cpu(out, op, "out");
+    check_same_device(x, out, op, "x", "out");
     check_same_dtype(x, out, op, "x", "out");
     check_same_shape(x, out, op, "x", "out");
   }
@@ -177,13 +195,23 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
                        x.shape_str());
   }
 
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
-                                grad_bias.ptr<T>(), v.N, v.C, v.L, training);
+    if (x.device == Device::CPU) {
+      cpu::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                                  weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
+                                  grad_bias.ptr<T>(), v.N, v.C, v.L, training);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                                   weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
+                                   grad_bias.ptr<T>(), v.N, v.C, v.L, training, stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 }  // namespace

@@ -1,19 +1,22 @@
-// _C pooling functions: max, average and adaptive average pooling in 1-D and 2-D (CPU).
+// _C pooling functions: max, average and adaptive average pooling in 1-D and 2-D, CPU or CUDA.
 //
 // Inputs are (N, C, L) for 1-D and (N, C, H, W) for 2-D; the rank of x decides which, and
 // error messages name the op accordingly (max_pool1d, avg_pool2d_backward, ...). 1-D pooling
 // runs on the 2-D kernels with H = 1. pool_output_shape() is the one place where the output
 // size is computed and the window geometry checked: ranvier.ops calls it to allocate the
 // outputs, and the forward/backward bindings call it again to check what they are given.
+// Every array of a call must live on one device; CUDA kernels run on CuPy's current stream.
 #include <pybind11/stl.h>
 
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "array_view.h"
 #include "bindings.h"
 #include "ranvier/pooling.h"
+#include "ranvier/pooling_math.h"
 
 namespace ranvier::binding {
 
@@ -105,10 +108,8 @@ int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int
 bool windows_touch_input(int64_t in, int64_t out, int64_t stride, int64_t pad, int64_t kernel,
                          int64_t dilation) {
   for (int64_t o = 0; o < out; ++o) {
-    const int64_t start = o * stride - pad;
-    int64_t first = start;
-    if (first < 0) first += ((-first + dilation - 1) / dilation) * dilation;
-    if (first >= in || first > start + (kernel - 1) * dilation) return false;
+    const PoolWindowAxis axis = pool_window_axis(o, stride, pad, kernel, dilation, in);
+    if (axis.first >= axis.end) return false;
   }
   return true;
 }
@@ -201,10 +202,10 @@ py::tuple pool_output_shape(const std::string& kind_name, const Sizes& input_sha
 // The float input x and its output y of the shape the geometry gives (forward passes).
 void check_forward_pair(const ArrayView& x, const ArrayView& y, const Sizes& expected_y,
                         const std::string& op) {
-  require_cpu(x, op.c_str(), "x");
-  require_cpu(y, op.c_str(), "out");
   check_float(x, op.c_str(), "x");
   check_same_dtype(x, y, op.c_str(), "x", "out");
+  check_same_device(x, y, op.c_str(), "x", "out");
+  require_cuda_built(x, op.c_str());
   check_shape(y, expected_y, op.c_str(), "out");
   check_disjoint(y, x, op.c_str(), "out", "x");
 }
@@ -220,31 +221,45 @@ void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj
   const ArrayView indices = view_output(indices_obj, op.c_str(), "indices");
   const Sizes out_shape = output_shape(x.shape, g);
   check_forward_pair(x, y, out_shape, op);
-  require_cpu(indices, op.c_str(), "indices");
+  check_same_device(x, indices, op.c_str(), "x", "indices");
   check_dtype(indices, DType::Int64, op.c_str(), "indices");
   check_shape(indices, out_shape, op.c_str(), "indices");
   check_disjoint(indices, x, op.c_str(), "indices", "x");
   check_disjoint(indices, y, op.c_str(), "indices", "out");
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op.c_str(), [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>());
+    if (x.device == Device::CPU) {
+      cpu::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>(), stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
-// grad_input (N, C, *in) from grad_output and indices (N, C, *out): each gradient to its arg-max
-void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_obj) {
+// grad_input (N, C, *in) from grad_output and indices (N, C, *out): each gradient to its
+// arg-max. The window (kernel_size, stride, padding, dilation, ceil_mode of the forward) is
+// optional; when given it is checked against the shapes, and CUDA arrays then take the fast
+// gather kernel (one thread per input element) instead of the one-thread-per-plane one.
+void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_obj,
+                       const std::optional<Sizes>& kernel, const std::optional<Sizes>& stride,
+                       const std::optional<Sizes>& padding, const std::optional<Sizes>& dilation,
+                       bool ceil_mode) {
   const ArrayView dx = view_output(dx_obj, op_name_for(dx_obj, PoolKind::Max, true).c_str(), "out");
   const int64_t dims = spatial_dims_of(dx.shape, PoolKind::Max, "out (the gradient of the input)");
   const std::string op = op_name(PoolKind::Max, dims, true);
   const char* o = op.c_str();
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
   const ArrayView indices = view_array(indices_obj, o, "indices");
-  require_cpu(dy, o, "grad_output");
-  require_cpu(indices, o, "indices");
-  require_cpu(dx, o, "out");
   check_float(dy, o, "grad_output");
   check_same_dtype(dy, dx, o, "grad_output", "out");
+  check_same_device(dy, indices, o, "grad_output", "indices");
+  check_same_device(dy, dx, o, "grad_output", "out");
+  require_cuda_built(dy, o);
   check_dtype(indices, DType::Int64, o, "indices");
   check_same_shape(dy, indices, o, "grad_output", "indices");
   check_pool_input(dx.shape, op, "out (the gradient of the input)");
@@ -254,27 +269,63 @@ void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_
   }
   check_disjoint(dx, dy, o, "out", "grad_output");
   check_disjoint(dx, indices, o, "out", "indices");
+  const bool has_window = kernel.has_value();
+  if (has_window != stride.has_value() || has_window != padding.has_value() || has_window != dilation.has_value()) {
+    fail_value(o, "kernel_size, stride, padding and dilation must be given all together (the forward's "
+                  "window) or not at all");
+  }
   Pool2dGeometry g;
-  g.planes = dx.shape[0] * dx.shape[1];
-  g.in_h = dims == 2 ? dx.shape[2] : 1;
-  g.in_w = dx.shape.back();
-  g.out_h = dims == 2 ? dy.shape[2] : 1;
-  g.out_w = dy.shape.back();
-  // The kernel writes dx[plane, index]: every index must lie within a plane.
+  if (has_window) {
+    g = pool_geometry(dx.shape, {*kernel, *stride, *padding, *dilation, ceil_mode}, PoolKind::Max, op);
+    check_shape(dy, output_shape(dx.shape, g), o, "grad_output");
+  } else {
+    g.planes = dx.shape[0] * dx.shape[1];
+    g.in_h = dims == 2 ? dx.shape[2] : 1;
+    g.in_w = dx.shape.back();
+    g.out_h = dims == 2 ? dy.shape[2] : 1;
+    g.out_w = dy.shape.back();
+  }
+  // Every index must lie within its input plane: the CPU kernel (and the CUDA one without a
+  // window) writes dx[plane, index]. On the GPU the scan waits for the stream once.
   const int64_t plane = g.in_h * g.in_w;
   const int64_t* idx = indices.ptr<int64_t>();
-  for (int64_t i = 0, n = indices.numel(); i < n; ++i) {
-    if (idx[i] < 0 || idx[i] >= plane) {
-      throw py::index_error(op + ": indices[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
-                            " is outside the input plane of " + std::to_string(plane) +
-                            " elements (input shape " + dx.shape_str() + ")");
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  int64_t bad = -1, bad_value = 0;
+  if (dy.device == Device::CUDA) {
+#ifdef RANVIER_WITH_CUDA
+    py::gil_scoped_release nogil;
+    bad = cuda::first_out_of_plane_index(idx, indices.numel(), plane, &bad_value, stream);
+#endif
+  } else {
+    for (int64_t i = 0, n = indices.numel(); i < n; ++i) {
+      if (idx[i] < 0 || idx[i] >= plane) {
+        bad = i;
+        bad_value = idx[i];
+        break;
+      }
     }
+  }
+  if (bad >= 0) {
+    throw py::index_error(op + ": indices[" + std::to_string(bad) + "] = " + std::to_string(bad_value) +
+                          " is outside the input plane of " + std::to_string(plane) +
+                          " elements (input shape " + dx.shape_str() + ")");
   }
   dispatch_float(dy.dtype, o, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::max_pool2d_backward<T>(g, dy.ptr<T>(), idx, dx.ptr<T>());
+    if (dy.device == Device::CPU) {
+      cpu::max_pool2d_backward<T>(g, dy.ptr<T>(), idx, dx.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      if (has_window) {
+        cuda::max_pool2d_backward<T>(g, dy.ptr<T>(), idx, dx.ptr<T>(), stream);
+      } else {
+        cuda::max_pool2d_backward_by_plane<T>(g, dy.ptr<T>(), idx, dx.ptr<T>(), stream);
+      }
+#endif
+    }
   });
+  (void)stream;
 }
 
 void check_divisor_override(int64_t divisor_override, const std::string& op) {
@@ -296,11 +347,19 @@ void avg_pool_forward(py::handle x_obj, py::handle y_obj, const Sizes& kernel, c
   check_divisor_override(divisor_override, op);
   const ArrayView y = view_output(y_obj, op.c_str(), "out");
   check_forward_pair(x, y, output_shape(x.shape, g), op);
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, op.c_str(), [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>());
+    if (x.device == Device::CPU) {
+      cpu::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>(), stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of average pooling
@@ -315,17 +374,25 @@ void avg_pool_backward(py::handle dy_obj, py::handle dx_obj, const Sizes& kernel
   const Pool2dGeometry g = pool_geometry(dx.shape, {kernel, stride, padding, dilation, ceil_mode}, PoolKind::Avg, op);
   check_divisor_override(divisor_override, op);
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
-  require_cpu(dy, o, "grad_output");
-  require_cpu(dx, o, "out");
   check_float(dy, o, "grad_output");
   check_same_dtype(dy, dx, o, "grad_output", "out");
+  check_same_device(dy, dx, o, "grad_output", "out");
+  require_cuda_built(dy, o);
   check_shape(dy, output_shape(dx.shape, g), o, "grad_output");
   check_disjoint(dx, dy, o, "out", "grad_output");
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(dy.dtype, o, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>());
+    if (dy.device == Device::CPU) {
+      cpu::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>(), stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // The (in, out) pair of an adaptive pooling call: same rank, batch and channels; the
@@ -355,17 +422,26 @@ void adaptive_avg_pool_forward(py::handle x_obj, py::handle y_obj) {
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, false);
   const char* o = op.c_str();
   const ArrayView y = view_output(y_obj, o, "out");
-  require_cpu(x, o, "x");
-  require_cpu(y, o, "out");
   check_float(x, o, "x");
   check_same_dtype(x, y, o, "x", "out");
+  check_same_device(x, y, o, "x", "out");
+  require_cuda_built(x, o);
   const AdaptiveSizes s = adaptive_sizes(x, y, "x", "out", op);
   check_disjoint(y, x, o, "out", "x");
+  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(x.dtype, o, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>());
+    if (x.device == Device::CPU) {
+      cpu::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>(),
+                                           stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of adaptive average pooling
@@ -375,17 +451,26 @@ void adaptive_avg_pool_backward(py::handle dy_obj, py::handle dx_obj) {
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, true);
   const char* o = op.c_str();
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
-  require_cpu(dy, o, "grad_output");
-  require_cpu(dx, o, "out");
   check_float(dy, o, "grad_output");
   check_same_dtype(dy, dx, o, "grad_output", "out");
+  check_same_device(dy, dx, o, "grad_output", "out");
+  require_cuda_built(dy, o);
   const AdaptiveSizes s = adaptive_sizes(dx, dy, "out (the gradient of the input)", "grad_output", op);
   check_disjoint(dx, dy, o, "out", "grad_output");
+  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
   dispatch_float(dy.dtype, o, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
-    cpu::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>());
+    if (dy.device == Device::CPU) {
+      cpu::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>());
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>(),
+                                            stream);
+#endif
+    }
   });
+  (void)stream;
 }
 
 }  // namespace
@@ -400,7 +485,11 @@ void bind_pooling(py::module_& m) {
         py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("ceil_mode"), "out, indices (int64, flat within each input plane) = max pooling of x.");
   m.def("max_pool_backward", &max_pool_backward, py::arg("grad_output"), py::arg("indices"),
-        py::arg("out"), "out (the input's shape) = grad_output routed to the arg-max indices.");
+        py::arg("out"), py::arg("kernel_size") = py::none(), py::arg("stride") = py::none(),
+        py::arg("padding") = py::none(), py::arg("dilation") = py::none(), py::arg("ceil_mode") = false,
+        "out (the input's shape) = grad_output routed to the arg-max indices. The forward's window "
+        "(all four sizes, and ceil_mode), when given, is checked against the shapes and lets CUDA "
+        "arrays use the faster gather kernel.");
   m.def("avg_pool_forward", &avg_pool_forward, py::arg("x"), py::arg("out"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"),
         py::arg("divisor_override"), "out = average pooling of x (divisor_override 0: none).");

@@ -325,17 +325,48 @@ def test_backward_bad_input(rng):
         ops.max_pool2d_backward(np.ones_like(y), idx, (4, 4))
 
 
+@pytest.mark.parametrize("dims, shape, window", [(2, *case) for case in MAX2D_CASES] +
+                         [(1, *case) for case in MAX1D_CASES])
+def test_max_pool_backward_with_the_forward_window_gives_the_same_gradient(dims, shape, window, rng):
+    # The window is optional (CUDA arrays use it for a gather kernel); it changes no result.
+    x = rng.standard_normal(shape)
+    forward = ops.max_pool2d if dims == 2 else ops.max_pool1d
+    backward = ops.max_pool2d_backward if dims == 2 else ops.max_pool1d_backward
+    y, idx = forward(x, **window)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(backward(dy, idx, x.shape, **window), backward(dy, idx, x.shape))
+    np.testing.assert_array_equal(backward(dy[0], idx[0], x.shape[1:], **window),
+                                  backward(dy[0], idx[0], x.shape[1:]))
+
+
+def test_max_pool_backward_checks_the_window_against_the_shapes(rng):
+    x = rng.standard_normal((1, 2, 6, 6))
+    y, idx = ops.max_pool2d(x, 2)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: grad_output has shape \(1, 2, 3, 3\), "
+                                         r"expected \(1, 2, 2, 2\)"):
+        ops.max_pool2d_backward(np.ones_like(y), idx, x.shape, kernel_size=3)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: padding \(2, 2\) must be at most half"):
+        ops.max_pool2d_backward(np.ones_like(y), idx, x.shape, kernel_size=2, padding=2)
+    with pytest.raises(TypeError, match="max_pool1d_backward: stride must be an int"):
+        ops.max_pool1d_backward(np.ones((1, 2, 3)), np.zeros((1, 2, 3), np.int64), (1, 2, 6), 2, stride="2")
+    with pytest.raises(ValueError, match="max_pool2d_backward: kernel_size, stride, padding and dilation must "
+                                         "be given all together"):
+        _C.max_pool_backward(np.ones_like(y), idx, np.empty(x.shape), [2, 2])
+
+
 def test_binding_rejects_cuda_like_non_contiguous_and_overlap():
     class FakeCudaArray:
         __cuda_array_interface__ = {"shape": (1, 1, 2, 2), "typestr": "<f8", "data": (0, False),
                                     "version": 3, "strides": None}
 
+    # Pooling has CUDA twins: a device array is accepted, but never mixed with a host one
+    # (refused before any pointer is used, so the fake pointer is never touched).
     out, idx = np.empty((1, 1, 1, 1)), np.empty((1, 1, 1, 1), np.int64)
-    with pytest.raises(ValueError, match="max_pool2d: x is a CUDA array, but CUDA arrays are not supported"):
+    with pytest.raises(ValueError, match="max_pool2d: x is on cuda but out is on cpu; move both to one device"):
         _C.max_pool_forward(FakeCudaArray(), out, idx, [2, 2], [2, 2], [0, 0], [1, 1], False)
-    with pytest.raises(ValueError, match="avg_pool2d: x is a CUDA array"):
+    with pytest.raises(ValueError, match="avg_pool2d: x is on cuda but out is on cpu"):
         _C.avg_pool_forward(FakeCudaArray(), out, [2, 2], [2, 2], [0, 0], False, True, 0)
-    with pytest.raises(ValueError, match="adaptive_avg_pool2d: x is a CUDA array"):
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d: x is on cuda but out is on cpu"):
         _C.adaptive_avg_pool_forward(FakeCudaArray(), out)
     x = np.zeros((1, 1, 4, 8))
     with pytest.raises(ValueError, match="max_pool2d: x of shape .* is not C-contiguous"):

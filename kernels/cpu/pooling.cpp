@@ -2,7 +2,8 @@
 //
 // Every plane (one channel of one sample) is pooled independently, so the work is split
 // over the N * C planes and each thread writes only its own planes: the backward passes
-// accumulate into dx without atomics. Window sums are accumulated in double.
+// accumulate into dx without atomics. Window sums are accumulated in double. The window
+// arithmetic is pooling_math.h's, shared with the CUDA kernels.
 #include "ranvier/pooling.h"
 
 #include <algorithm>
@@ -10,56 +11,13 @@
 #include <limits>
 
 #include "parallel.h"
+#include "ranvier/pooling_math.h"
 
 namespace ranvier::cpu {
 
 namespace {
 
 using Accum = double;
-
-// The input positions of one window along one axis: start, start + dilation, ... (kernel
-// of them), of which those in [0, size) are real; the others are padding.
-struct WindowAxis {
-  int64_t first;  // first position inside the input
-  int64_t end;    // one past the last position to visit (positions first, first + step, ...)
-  int64_t step;
-};
-
-inline WindowAxis window_axis(int64_t out_pos, int64_t stride, int64_t pad, int64_t kernel,
-                              int64_t dilation, int64_t size) {
-  const int64_t start = out_pos * stride - pad;
-  int64_t first = start;
-  if (first < 0) first += ((-first + dilation - 1) / dilation) * dilation;  // skip padding
-  const int64_t end = std::min(start + (kernel - 1) * dilation + 1, size);
-  return {first, end, dilation};
-}
-
-// Average pooling's window along one axis (dilation 1), as PyTorch computes it: `padded` is
-// the window's length clipped to the padded input (what count_include_pad divides by);
-// [begin, end) is the part inside the input.
-struct AvgWindowAxis {
-  int64_t begin, end, padded;
-};
-
-inline AvgWindowAxis avg_window_axis(int64_t out_pos, int64_t stride, int64_t pad, int64_t kernel,
-                                     int64_t size) {
-  const int64_t start = out_pos * stride - pad;
-  const int64_t padded_end = std::min(start + kernel, size + pad);
-  return {std::max<int64_t>(start, 0), std::min(padded_end, size), padded_end - start};
-}
-
-inline Accum avg_divisor(const AvgWindowAxis& rows, const AvgWindowAxis& cols, bool count_include_pad,
-                         int64_t divisor_override) {
-  if (divisor_override > 0) return static_cast<Accum>(divisor_override);
-  if (count_include_pad) return static_cast<Accum>(rows.padded * cols.padded);
-  return static_cast<Accum>((rows.end - rows.begin) * (cols.end - cols.begin));
-}
-
-// Adaptive bins: PyTorch's start = floor(i * in / out), end = ceil((i + 1) * in / out).
-inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
-  return ((i + 1) * in + out - 1) / out;
-}
 
 int64_t window_cost(const Pool2dGeometry& g) {
   return std::max<int64_t>(1, g.out_h * g.out_w * g.kernel_h * g.kernel_w);
@@ -75,9 +33,9 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indi
     for (int64_t p = begin; p < end; ++p) {
       const T* xp = x + p * in_plane;
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const WindowAxis rows = window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+        const PoolWindowAxis rows = pool_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const WindowAxis cols = window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+          const PoolWindowAxis cols = pool_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
           // As PyTorch: start from -inf at the window's first real element; a strictly larger
           // value or a NaN takes over, so the first maximum wins ties and NaN propagates.
           T best = -std::numeric_limits<T>::infinity();
@@ -124,15 +82,15 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, int64_t
     for (int64_t p = begin; p < end; ++p) {
       const T* xp = x + p * in_plane;
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const AvgWindowAxis rows = avg_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
+        const AvgPoolWindowAxis rows = avg_pool_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const AvgWindowAxis cols = avg_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
+          const AvgPoolWindowAxis cols = avg_pool_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
           Accum sum = 0;
           for (int64_t h = rows.begin; h < rows.end; ++h) {
             for (int64_t w = cols.begin; w < cols.end; ++w) sum += static_cast<Accum>(xp[h * g.in_w + w]);
           }
           y[p * out_plane + oh * g.out_w + ow] =
-              static_cast<T>(sum / avg_divisor(rows, cols, count_include_pad, divisor_override));
+              static_cast<T>(sum / avg_pool_divisor(rows, cols, count_include_pad, divisor_override));
         }
       }
     }
@@ -149,11 +107,11 @@ void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, int64_
       T* dxp = dx + p * in_plane;
       std::fill(dxp, dxp + in_plane, T(0));
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const AvgWindowAxis rows = avg_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
+        const AvgPoolWindowAxis rows = avg_pool_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const AvgWindowAxis cols = avg_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
+          const AvgPoolWindowAxis cols = avg_pool_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
           const T share = static_cast<T>(static_cast<Accum>(dy[p * out_plane + oh * g.out_w + ow]) /
-                                         avg_divisor(rows, cols, count_include_pad, divisor_override));
+                                         avg_pool_divisor(rows, cols, count_include_pad, divisor_override));
           for (int64_t h = rows.begin; h < rows.end; ++h) {
             for (int64_t w = cols.begin; w < cols.end; ++w) dxp[h * g.in_w + w] += share;
           }
@@ -174,9 +132,9 @@ void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int
     for (int64_t p = begin; p < end; ++p) {
       const T* xp = x + p * in_plane;
       for (int64_t oh = 0; oh < out_h; ++oh) {
-        const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+        const int64_t h0 = adaptive_bin_start(oh, in_h, out_h), h1 = adaptive_bin_end(oh, in_h, out_h);
         for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+          const int64_t w0 = adaptive_bin_start(ow, in_w, out_w), w1 = adaptive_bin_end(ow, in_w, out_w);
           Accum sum = 0;
           for (int64_t h = h0; h < h1; ++h) {
             for (int64_t w = w0; w < w1; ++w) sum += static_cast<Accum>(xp[h * in_w + w]);
@@ -199,9 +157,9 @@ void adaptive_avg_pool2d_backward(int64_t planes, int64_t in_h, int64_t in_w, in
       T* dxp = dx + p * in_plane;
       std::fill(dxp, dxp + in_plane, T(0));
       for (int64_t oh = 0; oh < out_h; ++oh) {
-        const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+        const int64_t h0 = adaptive_bin_start(oh, in_h, out_h), h1 = adaptive_bin_end(oh, in_h, out_h);
         for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+          const int64_t w0 = adaptive_bin_start(ow, in_w, out_w), w1 = adaptive_bin_end(ow, in_w, out_w);
           const T share = static_cast<T>(static_cast<Accum>(dy[p * out_plane + oh * out_w + ow]) /
                                          static_cast<Accum>((h1 - h0) * (w1 - w0)));
           for (int64_t h = h0; h < h1; ++h) {

@@ -11,6 +11,8 @@
 // The scratch for the partial sums is stream-ordered memory (cudaMallocAsync), freed on the
 // same stream after the second pass.
 #pragma once
+#include <climits>
+
 #include "check.cuh"
 
 namespace ranvier::cuda {
@@ -101,6 +103,25 @@ class StreamScratch {
   void* ptr_ = nullptr;
   cudaStream_t stream_;
 };
+
+// For the bindings' input checks on device arrays (class targets, probabilities, pooling
+// indices): runs launch(first) with *first = ULLONG_MAX on the device, waits, and returns
+// the index it found (-1 for none) with the element's value read back from `values`.
+template <typename V, typename Launch>
+int64_t first_flagged(const V* values, V* bad_value, cudaStream_t stream, const char* kernel, Launch&& launch) {
+  StreamScratch first(sizeof(unsigned long long), stream, kernel);
+  check_cuda(cudaMemsetAsync(first.as<void>(), 0xFF, sizeof(unsigned long long), stream), kernel);
+  launch(first.as<unsigned long long>());
+  check_launch(kernel);
+  unsigned long long found = ULLONG_MAX;
+  check_cuda(cudaMemcpyAsync(&found, first.as<void>(), sizeof(found), cudaMemcpyDeviceToHost, stream), kernel);
+  check_cuda(cudaStreamSynchronize(stream), kernel);
+  if (found != ULLONG_MAX) {
+    check_cuda(cudaMemcpyAsync(bad_value, values + found, sizeof(V), cudaMemcpyDeviceToHost, stream), kernel);
+    check_cuda(cudaStreamSynchronize(stream), kernel);
+  }
+  return found == ULLONG_MAX ? -1 : static_cast<int64_t>(found);
+}
 
 // The two passes over items [0, n) (n may be 0: the totals are then 0).
 template <int K, typename Term, typename Finish>

@@ -1129,8 +1129,14 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode):
     return (y[0], indices[0]) if unbatched else (y, indices)
 
 
-def _max_pool_backward(dims, grad_output, indices, input_shape):
+def _max_pool_backward(dims, grad_output, indices, input_shape, kernel_size, stride, padding, dilation,
+                       ceil_mode):
     op = f"max_pool{dims}d_backward"
+    # The forward's window, when given: checked against the shapes, and on the GPU it lets the
+    # kernel gather each input's gradient (one thread per input) rather than walk each plane.
+    window = {} if kernel_size is None else dict(zip(
+        ("kernel_size", "stride", "padding", "dilation"),
+        _pool_window(op, dims, kernel_size, stride, padding, dilation)), ceil_mode=bool(ceil_mode))
     xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
     indices = _as_array(indices, xp, op, "indices")
     if indices.dtype.kind not in "iu":
@@ -1143,7 +1149,7 @@ def _max_pool_backward(dims, grad_output, indices, input_shape):
         raise ValueError(f"{op}: indices of shape {tuple(indices.shape)} and grad_output of shape "
                          f"{tuple(grad_output.shape)} must match")
     grad_input = xp.empty(input_shape, dtype=dtype)
-    _C.max_pool_backward(grad_output, indices, grad_input)
+    _C.max_pool_backward(grad_output, indices, grad_input, **window)
     return grad_input[0] if unbatched else grad_input
 
 
@@ -1172,23 +1178,31 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return _max_pool(2, x, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def max_pool1d_backward(grad_output, indices, input_shape):
+def max_pool1d_backward(grad_output, indices, input_shape, kernel_size=None, stride=None, padding=0,
+                        dilation=1, ceil_mode=False):
     """Gradient of max_pool1d: each grad_output element goes to the input position in
     `indices`; positions that are the maximum of several windows get the sum.
+
+    The forward's window arguments are optional: when kernel_size is given, the window is
+    checked against the shapes, and CuPy arrays take the faster kernel that gathers each
+    input's gradient (the indices must then be the forward's own). Results are the same.
 
     Shape: grad_output and indices (N, C, L_out), input_shape (N, C, L) -> (N, C, L)
     (or all unbatched).
     """
-    return _max_pool_backward(1, grad_output, indices, input_shape)
+    return _max_pool_backward(1, grad_output, indices, input_shape, kernel_size, stride, padding, dilation,
+                              ceil_mode)
 
 
-def max_pool2d_backward(grad_output, indices, input_shape):
-    """Gradient of max_pool2d (see max_pool1d_backward).
+def max_pool2d_backward(grad_output, indices, input_shape, kernel_size=None, stride=None, padding=0,
+                        dilation=1, ceil_mode=False):
+    """Gradient of max_pool2d (see max_pool1d_backward, also for the optional window).
 
     Shape: grad_output and indices (N, C, H_out, W_out), input_shape (N, C, H, W) ->
     (N, C, H, W) (or all unbatched).
     """
-    return _max_pool_backward(2, grad_output, indices, input_shape)
+    return _max_pool_backward(2, grad_output, indices, input_shape, kernel_size, stride, padding, dilation,
+                              ceil_mode)
 
 
 def _divisor_override(op, divisor_override):

@@ -40,4 +40,26 @@ void batch_norm_backward(const T* dy, const T* x, const T* save_mean, const T* s
                          int64_t L, bool training);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The CUDA twins of the above, on `stream`, with the same arguments and formulas (sums in
+// double, the variance in a second pass around the mean). The per-channel sums are
+// deterministic (reduce.cuh's fixed trees, no floating-point atomics): the same bits every
+// run, though not the CPU's bits (the order of the additions differs). Scratch memory is
+// stream-ordered (cudaMallocAsync).
+template <typename T>
+void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* y, T* save_mean,
+                                 T* save_invstd, T* running_mean, T* running_var, int64_t N,
+                                 int64_t C, int64_t L, double momentum, double eps, StreamHandle stream);
+template <typename T>
+void batch_norm_forward_eval(const T* x, const T* weight, const T* bias, const T* running_mean,
+                             const T* running_var, T* y, T* save_mean, T* save_invstd, int64_t N,
+                             int64_t C, int64_t L, double eps, StreamHandle stream);
+template <typename T>
+void batch_norm_backward(const T* dy, const T* x, const T* save_mean, const T* save_invstd,
+                         const T* weight, T* dx, T* dweight, T* dbias, int64_t N, int64_t C,
+                         int64_t L, bool training, StreamHandle stream);
+
+}  // namespace cuda
 }  // namespace ranvier

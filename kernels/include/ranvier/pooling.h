@@ -58,4 +58,46 @@ void adaptive_avg_pool2d_backward(int64_t planes, int64_t in_h, int64_t in_w, in
 
 }  // namespace cpu
 
+namespace cuda {
+
+// The CUDA twins of the above, on `stream`, with the same semantics and results: one thread
+// per output element in the forward passes (the CPU's loops, sums in double), and one thread
+// per INPUT element in the backward passes, which gathers the gradients of the outputs
+// whose windows cover it in ascending output order (the order in which the CPU's scatter
+// adds them): no atomics, the same bits as the CPU, every run.
+template <typename T>
+void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices, StreamHandle stream);
+// The gather needs the window: g must be the forward's full geometry (the indices must be
+// the forward's). An index outside its output's window would be dropped; the binding checks
+// that each lies inside its plane (first_out_of_plane_index).
+template <typename T>
+void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int64_t* indices, T* dx,
+                         StreamHandle stream);
+// max_pool2d_backward when only the sizes in g are known (no window): one thread per plane
+// adds that plane's gradients in output order, as the CPU does. Slower (planes-wide
+// parallelism only); used when the caller does not pass the forward's window.
+template <typename T>
+void max_pool2d_backward_by_plane(const Pool2dGeometry& g, const T* dy, const int64_t* indices, T* dx,
+                                  StreamHandle stream);
+// Scans indices (n values) on `stream`, waits, and returns the first position whose value is
+// outside [0, plane) (-1 when all are inside), with that value in *bad_value.
+int64_t first_out_of_plane_index(const int64_t* indices, int64_t n, int64_t plane, int64_t* bad_value,
+                                 StreamHandle stream);
+
+template <typename T>
+void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, int64_t divisor_override,
+                        const T* x, T* y, StreamHandle stream);
+template <typename T>
+void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, int64_t divisor_override,
+                         const T* dy, T* dx, StreamHandle stream);
+
+template <typename T>
+void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
+                                 int64_t out_w, const T* x, T* y, StreamHandle stream);
+template <typename T>
+void adaptive_avg_pool2d_backward(int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
+                                  int64_t out_w, const T* dy, T* dx, StreamHandle stream);
+
+}  // namespace cuda
+
 }  // namespace ranvier

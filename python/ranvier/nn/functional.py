@@ -484,7 +484,7 @@ class _MaxPool(Function):
         forward = ops.max_pool1d if dims == 1 else ops.max_pool2d
         y, indices = forward(x, *window)
         ctx.save_for_backward(indices)
-        ctx.dims, ctx.input_shape = dims, tuple(x.shape)
+        ctx.dims, ctx.window, ctx.input_shape = dims, window, tuple(x.shape)
         indices_out.append(indices)  # for return_indices (ctx is not kept without a graph)
         return y
 
@@ -492,7 +492,8 @@ class _MaxPool(Function):
     def backward(ctx, grad):
         (indices,) = ctx.saved_arrays
         backward = ops.max_pool1d_backward if ctx.dims == 1 else ops.max_pool2d_backward
-        return backward(grad, indices, ctx.input_shape), None, None, None
+        # With the window, CUDA arrays take the gather kernel (one thread per input element).
+        return backward(grad, indices, ctx.input_shape, *ctx.window), None, None, None
 
 
 def _max_pool(dims, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
