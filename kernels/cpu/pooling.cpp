@@ -44,10 +44,11 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indi
             for (int64_t w = cols.first; w < cols.end; w += cols.step) {
               const int64_t index = h * g.in_w + w;
               const T value = xp[index];
-              if (value > best || std::isnan(value)) {
-                best = value;
-                best_index = index;
-              }
+              // Selects rather than branches: on real data which element wins is
+              // unpredictable, and a mispredicted branch per window costs more than the window.
+              const bool takes_over = value > best || value != value;
+              best = takes_over ? value : best;
+              best_index = takes_over ? index : best_index;
             }
           }
           y[p * out_plane + oh * g.out_w + ow] = best;
