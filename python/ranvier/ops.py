@@ -1051,6 +1051,91 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *
                     float(weight_decay), float(momentum), bool(centered), bool(maximize))
 
 
+# The multi-tensor forms update every parameter of a list in one call (one parallel loop on
+# the CPU, one launch per up to 32 tensors on the GPU): all params of one call must share a
+# dtype and a device. Each list holds one entry per parameter; each entry is checked as the
+# single-tensor function checks it (messages say "<op>: parameter k: ...") and updated
+# exactly as that function would update it, bit for bit. ranvier.optim uses these.
+
+
+def _multi_grads(op, params, grads):
+    """grads as a list, each converted to its param's dtype (as the single-tensor path does)."""
+    params, grads = list(params), list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{op}: grads has {len(grads)} entries but params has {len(params)}; give one per "
+                         f"parameter")
+    converted = []
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        if (type(grad) is np.ndarray and type(param) is np.ndarray and grad.dtype == param.dtype
+                and grad.flags.c_contiguous):
+            converted.append(grad)  # the common case, with nothing to convert
+        else:
+            converted.append(_in_place_arrays(f"{op}: parameter {k}", param, grad))
+    return params, converted
+
+
+def _per_parameter(op, name, values, count):
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"{op}: {name} has {len(values)} entries but params has {count}; give one per parameter")
+    return values
+
+
+def sgd_step_multi(params, grads, momentum_buffers=None, *, first_steps=None, lr, momentum=0.0, dampening=0.0,
+                   weight_decay=0.0, nesterov=False, maximize=False):
+    """In place: sgd_step on every parameter of a list, in one call.
+
+    momentum_buffers (one per parameter, or None when momentum == 0) and first_steps (one
+    bool per parameter; default all False) are sgd_step's momentum_buffer and first_step.
+
+    Shape: params[k], grads[k], momentum_buffers[k] (any, the same for each k).
+    """
+    op = "sgd_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    first_steps = [False] * len(params) if first_steps is None else \
+        [bool(f) for f in _per_parameter(op, "first_steps", first_steps, len(params))]
+    _C.sgd_step_multi(params, grads, None if momentum_buffers is None else list(momentum_buffers), first_steps,
+                      float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov),
+                      bool(maximize))
+
+
+def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, steps, lr=1e-3, beta1=0.9,
+                    beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+                    maximize=False):
+    """In place: adam_step on every parameter of a list, in one call.
+
+    steps holds each parameter's own step number (from 1): parameters that missed a step
+    (no gradient) lag behind the others. max_exp_avg_sqs is needed with amsgrad only.
+
+    Shape: params[k], grads[k], exp_avgs[k], exp_avg_sqs[k], max_exp_avg_sqs[k] (any, the
+    same for each k).
+    """
+    op = "adam_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    steps = [_step_number(f"{op}: parameter {k}", step)
+             for k, step in enumerate(_per_parameter(op, "steps", steps, len(params)))]
+    _C.adam_step_multi(params, grads, list(exp_avgs), list(exp_avg_sqs),
+                       None if max_exp_avg_sqs is None else list(max_exp_avg_sqs), steps, float(lr), float(beta1),
+                       float(beta2), float(eps), float(weight_decay), bool(decoupled_weight_decay), bool(amsgrad),
+                       bool(maximize))
+
+
+def rmsprop_step_multi(params, grads, square_avgs, momentum_buffers=None, grad_avgs=None, *, lr=1e-2, alpha=0.99,
+                       eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """In place: rmsprop_step on every parameter of a list, in one call.
+
+    momentum_buffers is needed when momentum > 0, grad_avgs when centered (one per parameter).
+
+    Shape: params[k], grads[k], square_avgs[k], momentum_buffers[k], grad_avgs[k] (any, the
+    same for each k).
+    """
+    op = "rmsprop_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    _C.rmsprop_step_multi(params, grads, list(square_avgs),
+                          None if momentum_buffers is None else list(momentum_buffers),
+                          None if grad_avgs is None else list(grad_avgs), float(lr), float(alpha), float(eps),
+                          float(weight_decay), float(momentum), bool(centered), bool(maximize))
+
 # --- pooling -------------------------------------------------------------------------------
 # Max, average and adaptive average pooling with PyTorch's arguments and output sizes.
 # Inputs are (N, C, L) for the 1-D functions and (N, C, H, W) for the 2-D ones, or unbatched

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .._arrays import array_module, is_cuda_array, to_host
+from .._arrays import array_module, device_name, is_cuda_array, to_host
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -135,6 +135,22 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is not None:
                 yield p, p.grad.data
+
+    @staticmethod
+    def _update_batches(group):
+        """The group's (parameter, gradient array) pairs, split into lists that one
+        multi-tensor update can take: one list per (device, dtype), in group order.
+
+        A parameter listed twice in a group (PyTorch warns, and updates it twice) goes into a
+        later list the second time, so that its two updates run one after the other.
+        """
+        batches, occurrences = {}, {}
+        for p, grad in Optimizer._params_with_grad(group):
+            occurrence = occurrences.get(id(p), 0)
+            occurrences[id(p)] = occurrence + 1
+            key = (occurrence, device_name(p.data), p.data.dtype)
+            batches.setdefault(key, []).append((p, grad))
+        return list(batches.values())
 
     @staticmethod
     def _zeros_like_param(p):
