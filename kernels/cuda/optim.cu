@@ -129,7 +129,7 @@ template <typename Table, typename Entry, typename Fill, typename Update>
 void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, const Update& update,
                          StreamHandle stream, const char* kernel_name) {
   static_assert(sizeof(Table) + sizeof(Update) <= 4000, "kernel arguments must stay under 4 KiB");
-  Table table;
+  Table table{};  // unused slots stay zero
   int tensors = 0, blocks = 0;
   auto launch = [&] {
     if (blocks > 0) {

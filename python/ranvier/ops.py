@@ -23,6 +23,7 @@ import numpy as np
 from . import _C
 from ._arrays import (_as_array, array_module, check_float_dtype, contiguous, float_inputs,
                       index_input, is_cuda_array, output)
+from ._arrays import _cupy, resolve_device
 
 # --- activations -------------------------------------------------------------------------
 # The backward of relu, leaky_relu and gelu takes the forward input x; the backward of
@@ -929,11 +930,13 @@ def dropout_backward(grad_output, mask, p):
     return grad_input
 
 
-def uniform(shape, seed, offset, dtype=np.float32):
+def uniform(shape, seed, offset, dtype=np.float32, device="cpu"):
     """Uniform numbers in [0, 1): numbers offset .. offset + size - 1 of Philox stream ``seed``.
 
     Each has 24 random bits (exact in float32 and float64). The same numbers decide
-    dropout's mask: dropout keeps element i when uniform(...)[i] >= p.
+    dropout's mask: dropout keeps element i when uniform(...)[i] >= p. ``device`` 'cpu'
+    (a NumPy array) or 'cuda' / 'cuda:N' (a CuPy array on that GPU, filled there by the CUDA
+    kernel): both give the very same numbers.
 
     Shape: ``shape`` (int or tuple of ints) -> array of that shape and ``dtype``.
     """
@@ -943,9 +946,16 @@ def uniform(shape, seed, offset, dtype=np.float32):
     if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
         raise ValueError(f"{op}: shape must be non-negative integers, got {shape}")
     shape = tuple(int(s) for s in shape)
-    out = np.empty(shape, dtype=dtype)
-    seed, offset = _stream_position(op, seed, offset, out.size)
-    _C.uniform_fill(out, seed, offset)
+    seed, offset = _stream_position(op, seed, offset, math.prod(shape))
+    device = resolve_device(device, op)
+    if device == "cpu":
+        out = np.empty(shape, dtype=dtype)
+        _C.uniform_fill(out, seed, offset)
+        return out
+    cupy = _cupy()
+    with cupy.cuda.Device(int(device[5:])):  # allocate and fill on that GPU, as its current device
+        out = cupy.empty(shape, dtype=dtype)
+        _C.uniform_fill(out, seed, offset)
     return out
 
 
@@ -955,7 +965,7 @@ def uniform(shape, seed, offset, dtype=np.float32):
 # buffers are written in place, so they are never converted or copied: each must be a
 # C-contiguous, writable float32/float64 array of param's shape and dtype (else TypeError /
 # ValueError). grad is only read and is converted to param's dtype if needed. The functions
-# return None. ranvier.optim keeps the state and calls these once per parameter.
+# return None. ranvier.optim keeps the state and calls the multi-tensor forms below.
 
 
 def _in_place_arrays(op, param, grad, **state):

@@ -270,7 +270,11 @@ def _restore_value(p, index, name, value):
     xp = array_module(p.data)
     if xp is np and is_cuda_array(value):
         value = value.get()  # a CuPy array saved from a GPU run, restored on the CPU
-    array = xp.array(value, dtype=p.data.dtype, order="C")  # always a copy
+    if xp is np:
+        array = np.array(value, dtype=p.data.dtype, order="C")  # always a copy
+    else:
+        with xp.cuda.Device(p.data.device.id):  # p's GPU, which need not be the current one
+            array = xp.array(value, dtype=p.data.dtype, order="C")
     if tuple(array.shape) != tuple(p.data.shape):
         raise ValueError(f"load_state_dict: parameter {index} has state {name!r} of shape "
                          f"{tuple(array.shape)} but the parameter has shape {tuple(p.data.shape)}")
