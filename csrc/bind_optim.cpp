@@ -215,6 +215,8 @@ class MultiUpdateArrays {
  public:
   MultiUpdateArrays(py::sequence params, py::sequence grads, const char* op) : op_(op), count_(py::len(params)) {
     check_length(grads, "grads");
+    prefixes_.reserve(count_);
+    arrays_.reserve(count_);
     for (size_t k = 0; k < count_; ++k) {
       prefixes_.push_back(std::string(op) + ": parameter " + std::to_string(k));
     }
@@ -263,26 +265,28 @@ class MultiUpdateArrays {
   // No array written for one parameter overlaps any array (written or read) of another.
   void check_parameters_disjoint() const {
     std::vector<Range> ranges;
+    ranges.reserve(count_ * 6);
     for (size_t k = 0; k < count_; ++k) {
-      for (const auto& [view, name] : arrays_[k].written()) ranges.push_back({view, k, name, true});
-      ranges.push_back({arrays_[k].grad(), k, "grad", false});
+      for (const auto& [view, name] : arrays_[k].written()) ranges.push_back(Range::of(view, k, name, true));
+      ranges.push_back(Range::of(arrays_[k].grad(), k, "grad", false));
     }
     std::vector<const Range*> written;
+    written.reserve(ranges.size());
     for (const Range& r : ranges) {
-      if (r.written && r.view.numel() > 0) written.push_back(&r);
+      if (r.written && r.end > r.begin) written.push_back(&r);
     }
-    std::sort(written.begin(), written.end(), [](const Range* a, const Range* b) { return a->begin() < b->begin(); });
+    std::sort(written.begin(), written.end(), [](const Range* a, const Range* b) { return a->begin < b->begin; });
     for (size_t j = 1; j < written.size(); ++j) {
       // Sorted by start, pairwise disjoint so far: only the previous one can reach into this one.
-      if (written[j]->begin() < written[j - 1]->end()) fail_overlap(*written[j - 1], *written[j]);
+      if (written[j]->begin < written[j - 1]->end) fail_overlap(*written[j - 1], *written[j]);
     }
     for (const Range& read : ranges) {
-      if (read.written || read.view.numel() == 0) continue;
+      if (read.written || read.end == read.begin) continue;
       // The written ranges are disjoint and sorted, so their ends are sorted too: the ones
       // overlapping [read.begin, read.end) follow the first that ends after read.begin.
-      auto it = std::upper_bound(written.begin(), written.end(), read.begin(),
-                                 [](uintptr_t address, const Range* r) { return address < r->end(); });
-      for (; it != written.end() && (*it)->begin() < read.end(); ++it) {
+      auto it = std::upper_bound(written.begin(), written.end(), read.begin,
+                                 [](uintptr_t address, const Range* r) { return address < r->end; });
+      for (; it != written.end() && (*it)->begin < read.end; ++it) {
         if ((*it)->parameter != read.parameter) fail_overlap(**it, read);
       }
     }
@@ -295,13 +299,16 @@ class MultiUpdateArrays {
   DType dtype() const { return count_ > 0 ? arrays_.front().param().dtype : DType::Float32; }
 
  private:
+  // The bytes [begin, end) of one array of parameter `parameter`.
   struct Range {
-    ArrayView view;
+    uintptr_t begin, end;
     size_t parameter;
     const char* name;
     bool written;
-    uintptr_t begin() const { return reinterpret_cast<uintptr_t>(view.data); }
-    uintptr_t end() const { return begin() + static_cast<uintptr_t>(view.numel() * view.itemsize()); }
+    static Range of(const ArrayView& view, size_t parameter, const char* name, bool written) {
+      const auto begin = reinterpret_cast<uintptr_t>(view.data);
+      return {begin, begin + static_cast<uintptr_t>(view.numel() * view.itemsize()), parameter, name, written};
+    }
   };
 
   [[noreturn]] void fail_overlap(const Range& a, const Range& b) const {

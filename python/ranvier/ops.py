@@ -1122,8 +1122,9 @@ def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, 
     """
     op = "adam_step_multi"
     params, grads = _multi_grads(op, params, grads)
-    steps = [_step_number(f"{op}: parameter {k}", step)
-             for k, step in enumerate(_per_parameter(op, "steps", steps, len(params)))]
+    steps = _per_parameter(op, "steps", steps, len(params))
+    if not all(type(step) is int for step in steps):  # plain ints (the optimizers') need no conversion
+        steps = [_step_number(f"{op}: parameter {k}", step) for k, step in enumerate(steps)]
     _C.adam_step_multi(params, grads, list(exp_avgs), list(exp_avg_sqs),
                        None if max_exp_avg_sqs is None else list(max_exp_avg_sqs), steps, float(lr), float(beta1),
                        float(beta2), float(eps), float(weight_decay), bool(decoupled_weight_decay), bool(amsgrad),

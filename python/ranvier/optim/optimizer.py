@@ -148,8 +148,13 @@ class Optimizer:
         for p, grad in Optimizer._params_with_grad(group):
             occurrence = occurrences.get(id(p), 0)
             occurrences[id(p)] = occurrence + 1
-            key = (occurrence, device_name(p.data), p.data.dtype)
-            batches.setdefault(key, []).append((p, grad))
+            data = p.data
+            device = "cpu" if type(data) is np.ndarray else device_name(data)
+            key = (occurrence, device, data.dtype)
+            batch = batches.get(key)
+            if batch is None:
+                batches[key] = batch = []
+            batch.append((p, grad))
         return list(batches.values())
 
     @staticmethod
