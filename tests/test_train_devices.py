@@ -145,13 +145,15 @@ def test_fit_on_cuda_matches_cpu_and_keeps_the_model_there(tmp_path):
     # different summation orders in the GEMMs: close, not identical.
     for key, value in _host_weights(cpu_model).items():
         np.testing.assert_allclose(_host_weights(gpu_model)[key], value, rtol=2e-3, atol=2e-4, err_msg=key)
-    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+    for name in ("loss", "val_loss"):
         np.testing.assert_allclose(gpu_history.history[name], cpu_history.history[name], rtol=2e-3, atol=2e-3)
+    for name in ("accuracy", "val_accuracy"):  # a sample on the decision boundary may flip
+        np.testing.assert_allclose(gpu_history.history[name], cpu_history.history[name], atol=1 / 30)
     x, y = _data(40, seed=2)
     np.testing.assert_allclose(predict(gpu_model, x, device="cuda"), predict(cpu_model, x), rtol=1e-4, atol=1e-4)
     gpu_logs = evaluate(gpu_model, (x, y), loss=nn.CrossEntropyLoss(), metrics=["accuracy"], device="cuda")
     cpu_logs = evaluate(cpu_model, (x, y), loss=nn.CrossEntropyLoss(), metrics=["accuracy"])
-    assert gpu_logs["accuracy"] == cpu_logs["accuracy"]
+    assert abs(gpu_logs["accuracy"] - cpu_logs["accuracy"]) <= 1 / 40 + 1e-12
     np.testing.assert_allclose(gpu_logs["loss"], cpu_logs["loss"], rtol=1e-4)
 
 
@@ -218,6 +220,15 @@ def test_arrays_on_another_gpu_than_the_current_one_are_refused():
         with pytest.raises(ValueError, match="sgd_step: param is on cuda:1 but the current device is cuda:0"):
             ops.sgd_step(on_second, cp.ones(4, cp.float32), lr=0.1)
     assert ops.uniform(3, 1, 0, device="cuda:1").device.id == 1
+    # fit and predict on the second GPU while the first is the current one.
+    cpu_model, second_model = _model(), _model()
+    _fit(cpu_model, "cpu")
+    with cp.cuda.Device(0):
+        _fit(second_model, "cuda:1")
+        assert {p.data.device.id for p in second_model.parameters()} == {1}
+        x, _ = _data(40, seed=2)
+        np.testing.assert_allclose(predict(second_model, x, device="cuda:1"), predict(cpu_model, x),
+                                   rtol=2e-3, atol=2e-3)
 
 
 @requires_gpu

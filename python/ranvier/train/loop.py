@@ -10,6 +10,7 @@ The loop per epoch (0-based ``epoch``; messages count epochs and batches from 1)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -112,6 +113,15 @@ def _check_device(op: str, device) -> str:
         raise RuntimeError(f"{op}: device={device!r} but CUDA is not available "
                            f"({_cuda.unavailable_reason()}); use device='cpu'")
     return resolve_device(device, op)
+
+
+def _device_scope(device: str):
+    """GPU ``device`` ('cuda:N') as the current device while a loop runs; nothing on the CPU."""
+    if device == "cpu":
+        return contextlib.nullcontext()
+    from .._arrays import _cupy
+
+    return _cupy().cuda.Device(int(device[5:]))
 
 
 def _place(model, optimizer, device: str) -> None:
@@ -432,49 +442,50 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
     trainer = _Trainer(model, optimizer, epochs, history, train_loader, callbacks)
     for callback in callbacks:
         callback.trainer = trainer
-    model.to(device)  # first, so that a checkpoint's weights are copied onto the device
-    first_epoch = trainer.resume(resume) if resume is not None else 0
-    _place(model, optimizer, device)
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)  # first, so that a checkpoint's weights are copied onto the device
+        first_epoch = trainer.resume(resume) if resume is not None else 0
+        _place(model, optimizer, device)
 
-    float_dtype = _float_dtype(model)
-    reporter = _Progress(progress, sys.stdout if stream is None else stream)
-    was_training = model.training
-    try:
-        for callback in callbacks:
-            callback.on_train_begin({})
-        for epoch in range(first_epoch, epochs):
+        float_dtype = _float_dtype(model)
+        reporter = _Progress(progress, sys.stdout if stream is None else stream)
+        was_training = model.training
+        try:
             for callback in callbacks:
-                callback.on_epoch_begin(epoch, {})
-            reporter.epoch_begin(epoch, epochs, len(train_loader))
-
-            def on_batch(index, count, value, running):
+                callback.on_train_begin({})
+            for epoch in range(first_epoch, epochs):
                 for callback in callbacks:
-                    callback.on_batch_end(index, {"loss": value, "size": count})
-                reporter.batch_end(index, running, train_metrics)
+                    callback.on_epoch_begin(epoch, {})
+                reporter.epoch_begin(epoch, epochs, len(train_loader))
 
-            model.train()
-            logs = _run_batches(op, model, train_loader, loss, train_metrics, float_dtype,
-                                optimizer=optimizer, clip_grad_norm=clip_grad_norm,
-                                epoch=epoch, on_batch=on_batch, device=device)
-            if val_loader is not None:
-                model.eval()
-                with no_grad():
-                    val_logs = _run_batches(op, model, val_loader, loss, val_metrics, float_dtype,
-                                            device=device)
-                logs.update({"val_" + name: value for name, value in val_logs.items()})
-            for callback in others:
-                callback.on_epoch_end(epoch, logs)
-            history.record(epoch, logs)
-            for callback in checkpoints:
-                callback.on_epoch_end(epoch, logs)
-            reporter.epoch_end(logs)
-            if trainer.stop_training:
-                break
-        for callback in callbacks:
-            callback.on_train_end({})
-    finally:
-        reporter.close()
-        model.train(was_training)
+                def on_batch(index, count, value, running):
+                    for callback in callbacks:
+                        callback.on_batch_end(index, {"loss": value, "size": count})
+                    reporter.batch_end(index, running, train_metrics)
+
+                model.train()
+                logs = _run_batches(op, model, train_loader, loss, train_metrics, float_dtype,
+                                    optimizer=optimizer, clip_grad_norm=clip_grad_norm,
+                                    epoch=epoch, on_batch=on_batch, device=device)
+                if val_loader is not None:
+                    model.eval()
+                    with no_grad():
+                        val_logs = _run_batches(op, model, val_loader, loss, val_metrics, float_dtype,
+                                                device=device)
+                    logs.update({"val_" + name: value for name, value in val_logs.items()})
+                for callback in others:
+                    callback.on_epoch_end(epoch, logs)
+                history.record(epoch, logs)
+                for callback in checkpoints:
+                    callback.on_epoch_end(epoch, logs)
+                reporter.epoch_end(logs)
+                if trainer.stop_training:
+                    break
+            for callback in callbacks:
+                callback.on_train_end({})
+        finally:
+            reporter.close()
+            model.train(was_training)
     return history
 
 
@@ -495,14 +506,15 @@ def evaluate(model, data, *, loss=None, metrics=(), batch_size=32, device="cpu")
     batch_size = _check_count(op, "batch_size", batch_size, 1)
     loader = as_loader(op, "data", data, batch_size, shuffle=False)
     made = _make_metrics(op, metrics)
-    model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            return _run_batches(op, model, loader, loss, made, _float_dtype(model), device=device)
-    finally:
-        model.train(was_training)
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with no_grad():
+                return _run_batches(op, model, loader, loss, made, _float_dtype(model), device=device)
+        finally:
+            model.train(was_training)
 
 
 def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
@@ -534,17 +546,19 @@ def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
             raise ValueError(f"{op}: x must be an array of samples (N, ...), got a scalar")
         loader = DataLoader(TensorDataset(inputs), batch_size=batch_size, shuffle=False)
     float_dtype = _float_dtype(model)
-    model.to(device)
-    outputs = []
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            for batch in loader:
-                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-                outputs.append(_host(model(_as_tensor(inputs, float_dtype, inputs=True, device=device)).data))
-    finally:
-        model.train(was_training)
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)
+        outputs = []
+        was_training = model.training
+        model.eval()
+        try:
+            with no_grad():
+                for batch in loader:
+                    inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    x_batch = _as_tensor(inputs, float_dtype, inputs=True, device=device)
+                    outputs.append(_host(model(x_batch).data))
+        finally:
+            model.train(was_training)
     if not outputs:
         raise ValueError(f"{op}: x holds no samples")
     return np.concatenate(outputs)
