@@ -143,7 +143,7 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
     const Entry& entry = entries[k];
     if (entry.n <= 0) continue;
     if (tensors == kMaxTensorsPerLaunch) launch();
-    const int slot = tensors++;
+    int slot = tensors++;
     fill(table, slot, entry);
     table.sizes[slot] = entry.n;
     const int64_t chunks = (entry.n + kChunkSize - 1) / kChunkSize;
@@ -156,8 +156,9 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
         const bool more_chunks = chunk + 1 < chunks;
         launch();
         if (more_chunks) {
-          fill(table, 0, entry);
-          table.sizes[0] = entry.n;
+          slot = 0;
+          fill(table, slot, entry);
+          table.sizes[slot] = entry.n;
           tensors = 1;
         }
       }
