@@ -2,6 +2,10 @@
 
 #include <sstream>
 
+#ifdef RANVIER_WITH_CUDA
+#include "ranvier/cuda_runtime_info.h"
+#endif
+
 namespace ranvier::binding {
 
 const char* dtype_name(DType dtype) {
@@ -101,6 +105,33 @@ ArrayView view_numpy(const py::array& arr, const char* op, const char* name) {
   return v;
 }
 
+std::string cuda_device_str(int device_id) {
+  return device_id < 0 ? std::string("cuda") : "cuda:" + std::to_string(device_id);
+}
+
+// Our kernels launch on the current device (CuPy's, in a `with cupy.cuda.Device(n):` block);
+// an array on another GPU would be read through an invalid (or a peer) address there. So every
+// CUDA array of a call must be on the current device, which also puts all of them on one.
+// Only where a GPU can be queried: without one (a CUDA build on a CPU machine) device_id
+// stays -1 and no kernel can run anyway.
+void check_on_current_device(ArrayView& v, const char* op, const char* name) {
+#ifdef RANVIER_WITH_CUDA
+  if (v.numel() == 0) return;  // an empty array may carry any pointer, even null
+  v.device_id = cuda::pointer_device(v.data);
+  if (v.device_id < 0) return;
+  const int current = cuda::current_device();
+  if (current >= 0 && v.device_id != current) {
+    fail_value(op, std::string(name) + " is on " + cuda_device_str(v.device_id) + " but the current device is " +
+                       cuda_device_str(current) + "; run the call under `with cupy.cuda.Device(" +
+                       std::to_string(v.device_id) + "):` or move the arrays to " + cuda_device_str(current));
+  }
+#else
+  (void)v;
+  (void)op;
+  (void)name;
+#endif
+}
+
 ArrayView view_cuda_interface(py::handle obj, const char* op, const char* name) {
   py::dict iface = obj.attr("__cuda_array_interface__");
   ArrayView v;
@@ -132,6 +163,7 @@ ArrayView view_cuda_interface(py::handle obj, const char* op, const char* name) 
   if (reinterpret_cast<uintptr_t>(v.data) % static_cast<uintptr_t>(v.itemsize()) != 0) {
     fail_value(op, std::string(name) + " is not aligned to its element size");
   }
+  check_on_current_device(v, op, name);
   return v;
 }
 
@@ -200,6 +232,10 @@ void check_same_device(const ArrayView& a, const ArrayView& b, const char* op, c
   if (a.device != b.device) {
     fail_value(op, std::string(name_a) + " is on " + device_name(a.device) + " but " + name_b +
                        " is on " + device_name(b.device) + "; move both to one device");
+  }
+  if (a.device == Device::CUDA && a.device_id >= 0 && b.device_id >= 0 && a.device_id != b.device_id) {
+    fail_value(op, std::string(name_a) + " is on " + cuda_device_str(a.device_id) + " but " + name_b + " is on " +
+                       cuda_device_str(b.device_id) + "; move both to one device");
   }
 }
 

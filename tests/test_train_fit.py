@@ -187,7 +187,7 @@ def test_bad_arguments():
         _fit(model, batch_size=0)
     with pytest.raises(TypeError, match="loss must be callable"):
         fit(model, (x, y), loss="mse", optimizer=optim.SGD(model.parameters(), lr=0.1), epochs=1)
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+    with pytest.raises(ValueError, match="fit: device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"):
         _fit(model, device="tpu")
     with pytest.raises(TypeError, match="a metric must be"):
         _fit(model, metrics=[3])
@@ -195,14 +195,12 @@ def test_bad_arguments():
         _fit(model, metrics=[accuracy, accuracy])
 
 
-def test_cuda_device_is_refused_clearly():
+@pytest.mark.skipif(ranvier.cuda.is_available(), reason="checks the error raised when no GPU can be used")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3"])
+def test_cuda_device_without_a_gpu_is_refused_clearly(device):
     model = _model()
-    if ranvier.cuda.is_available():
-        with pytest.raises(NotImplementedError, match="training on the GPU is not supported"):
-            _fit(model, device="cuda")
-    else:
-        with pytest.raises(RuntimeError, match="device='cuda' but CUDA is not available"):
-            _fit(model, device="cuda")
+    with pytest.raises(RuntimeError, match=f"fit: device='{device}' but CUDA is not available"):
+        _fit(model, device=device)
 
 
 def test_zero_epochs_returns_an_empty_history():

@@ -6,6 +6,9 @@
 // (the bindings forbid any other aliasing).
 #include "ranvier/optim.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "parallel.h"
 #include "ranvier/optim_math.h"
 
@@ -65,5 +68,80 @@ template void rmsprop_step<float>(float*, const float*, float*, float*, float*, 
                                   double, double, double, bool, bool);
 template void rmsprop_step<double>(double*, const double*, double*, double*, double*, int64_t, double,
                                    double, double, double, double, bool, bool);
+
+// ---- Multi-tensor updates -------------------------------------------------------------------
+namespace {
+
+// Runs update(entry, element) for every element of every entry, in one parallel loop over
+// the entries' concatenated element ranges: entry k owns [offsets[k], offsets[k + 1]).
+template <typename Entry, typename Update>
+void for_each_element_of_all(const Entry* entries, int64_t count, const Update& update) {
+  std::vector<int64_t> offsets(static_cast<size_t>(count) + 1, 0);
+  for (int64_t k = 0; k < count; ++k) offsets[k + 1] = offsets[k] + entries[k].n;
+  parallel_for(offsets[count], kUpdateCost, [&](int64_t begin, int64_t end) {
+    // The entry holding `begin`: the last one whose range starts at or before it (empty
+    // entries start where the next one does and are skipped).
+    int64_t k = std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin() - 1;
+    for (int64_t i = begin; i < end; ++k) {
+      const int64_t stop = std::min(end, offsets[k + 1]);
+      for (; i < stop; ++i) update(k, i - offsets[k]);
+    }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void sgd_step_multi(const SgdTensor<T>* tensors, int64_t count, double lr, double momentum, double dampening,
+                    double weight_decay, bool nesterov, bool maximize) {
+  // Two coefficient sets: first_step is the only per-parameter difference.
+  const SgdCoefficients<T> later =
+      make_sgd_coefficients<T>(lr, momentum, dampening, weight_decay, nesterov, maximize, false);
+  const SgdCoefficients<T> first =
+      make_sgd_coefficients<T>(lr, momentum, dampening, weight_decay, nesterov, maximize, true);
+  for_each_element_of_all(tensors, count, [&](int64_t k, int64_t i) {
+    const SgdTensor<T>& t = tensors[k];
+    sgd_update(t.first_step ? first : later, t.param, t.grad, t.momentum_buf, i);
+  });
+}
+
+template <typename T>
+void adam_step_multi(const AdamTensor<T>* tensors, int64_t count, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, bool decoupled_weight_decay, bool amsgrad, bool maximize) {
+  // The bias corrections depend on each parameter's own step.
+  std::vector<AdamCoefficients<T>> coefficients;
+  coefficients.reserve(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    coefficients.push_back(make_adam_coefficients<T>(lr, beta1, beta2, eps, weight_decay, tensors[k].step,
+                                                     decoupled_weight_decay, amsgrad, maximize));
+  }
+  for_each_element_of_all(tensors, count, [&](int64_t k, int64_t i) {
+    const AdamTensor<T>& t = tensors[k];
+    adam_update(coefficients[k], t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.max_exp_avg_sq, i);
+  });
+}
+
+template <typename T>
+void rmsprop_step_multi(const RmspropTensor<T>* tensors, int64_t count, double lr, double alpha, double eps,
+                        double weight_decay, double momentum, bool centered, bool maximize) {
+  const RmspropCoefficients<T> c =
+      make_rmsprop_coefficients<T>(lr, alpha, eps, weight_decay, momentum, centered, maximize);
+  for_each_element_of_all(tensors, count, [&](int64_t k, int64_t i) {
+    const RmspropTensor<T>& t = tensors[k];
+    rmsprop_update(c, t.param, t.grad, t.square_avg, t.momentum_buf, t.grad_avg, i);
+  });
+}
+
+#define RANVIER_INSTANTIATE_OPTIM_MULTI(T)                                                                    \
+  template void sgd_step_multi<T>(const SgdTensor<T>*, int64_t, double, double, double, double, bool, bool); \
+  template void adam_step_multi<T>(const AdamTensor<T>*, int64_t, double, double, double, double, double,   \
+                                   bool, bool, bool);                                                         \
+  template void rmsprop_step_multi<T>(const RmspropTensor<T>*, int64_t, double, double, double, double,     \
+                                      double, bool, bool);
+
+RANVIER_INSTANTIATE_OPTIM_MULTI(float)
+RANVIER_INSTANTIATE_OPTIM_MULTI(double)
+
+#undef RANVIER_INSTANTIATE_OPTIM_MULTI
 
 }  // namespace ranvier::cpu

@@ -47,6 +47,25 @@ DeviceProperties device_properties(int device) {
   return out;
 }
 
+int pointer_device(const void* pointer) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, pointer) != cudaSuccess) {
+    cudaGetLastError();  // clear it: the next check_launch must not report this query
+    return -1;
+  }
+  if (attributes.type != cudaMemoryTypeDevice && attributes.type != cudaMemoryTypeManaged) return -1;
+  return attributes.device;
+}
+
+int current_device() {
+  int device = -1;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return device;
+}
+
 int runtime_version() { return CUDART_VERSION; }
 
 }  // namespace ranvier::cuda

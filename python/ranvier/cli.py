@@ -3,7 +3,7 @@
     ranvier demo [--epochs 30] [--hidden 64] [--lr 0.001] [--batch-size 32] [--seed 0] [--no-progress]
                  [--device cpu|cuda|cuda:N]
     ranvier train TABLE --target COLUMN [--test TABLE] [--hidden 256,128] [--epochs 100] [--lr 0.001]
-                  [--task auto|classification|regression] [--device cpu|cuda] [--out DIR] ...
+                  [--task auto|classification|regression] [--device cpu|cuda|cuda:N] [--out DIR] ...
     ranvier predict DIR TABLE [--out predictions.csv]
 
 Exit status: 0 on success, 2 for bad arguments or a user's mistake in a table command, 1 when
@@ -117,7 +117,8 @@ def _add_table_commands(commands) -> None:
     train.add_argument("--id-column", metavar="COLUMN", help="sample-id column (not a feature)")
     train.add_argument("--impute", action="store_true",
                        help="fill missing values with the training column means instead of refusing")
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--device", type=_device, default="cpu",
+                       help="where to train: cpu (default), cuda or cuda:N (needs a GPU and CuPy)")
     train.add_argument("--out", metavar="DIR", help="model directory (default TABLE-model)")
     train.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     train.add_argument("--no-progress", action="store_true", help="no per-epoch progress")

@@ -23,6 +23,7 @@ import numpy as np
 from . import _C
 from ._arrays import (_as_array, array_module, check_float_dtype, contiguous, float_inputs,
                       index_input, is_cuda_array, output)
+from ._arrays import _cupy, resolve_device
 
 # --- activations -------------------------------------------------------------------------
 # The backward of relu, leaky_relu and gelu takes the forward input x; the backward of
@@ -929,11 +930,13 @@ def dropout_backward(grad_output, mask, p):
     return grad_input
 
 
-def uniform(shape, seed, offset, dtype=np.float32):
+def uniform(shape, seed, offset, dtype=np.float32, device="cpu"):
     """Uniform numbers in [0, 1): numbers offset .. offset + size - 1 of Philox stream ``seed``.
 
     Each has 24 random bits (exact in float32 and float64). The same numbers decide
-    dropout's mask: dropout keeps element i when uniform(...)[i] >= p.
+    dropout's mask: dropout keeps element i when uniform(...)[i] >= p. ``device`` 'cpu'
+    (a NumPy array) or 'cuda' / 'cuda:N' (a CuPy array on that GPU, filled there by the CUDA
+    kernel): both give the very same numbers.
 
     Shape: ``shape`` (int or tuple of ints) -> array of that shape and ``dtype``.
     """
@@ -943,9 +946,16 @@ def uniform(shape, seed, offset, dtype=np.float32):
     if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in shape):
         raise ValueError(f"{op}: shape must be non-negative integers, got {shape}")
     shape = tuple(int(s) for s in shape)
-    out = np.empty(shape, dtype=dtype)
-    seed, offset = _stream_position(op, seed, offset, out.size)
-    _C.uniform_fill(out, seed, offset)
+    seed, offset = _stream_position(op, seed, offset, math.prod(shape))
+    device = resolve_device(device, op)
+    if device == "cpu":
+        out = np.empty(shape, dtype=dtype)
+        _C.uniform_fill(out, seed, offset)
+        return out
+    cupy = _cupy()
+    with cupy.cuda.Device(int(device[5:])):  # allocate and fill on that GPU, as its current device
+        out = cupy.empty(shape, dtype=dtype)
+        _C.uniform_fill(out, seed, offset)
     return out
 
 
@@ -955,7 +965,7 @@ def uniform(shape, seed, offset, dtype=np.float32):
 # buffers are written in place, so they are never converted or copied: each must be a
 # C-contiguous, writable float32/float64 array of param's shape and dtype (else TypeError /
 # ValueError). grad is only read and is converted to param's dtype if needed. The functions
-# return None. ranvier.optim keeps the state and calls these once per parameter.
+# return None. ranvier.optim keeps the state and calls the multi-tensor forms below.
 
 
 def _in_place_arrays(op, param, grad, **state):
@@ -1050,6 +1060,92 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer=None, grad_avg=None, *
     _C.rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, float(lr), float(alpha), float(eps),
                     float(weight_decay), float(momentum), bool(centered), bool(maximize))
 
+
+# The multi-tensor forms update every parameter of a list in one call (one parallel loop on
+# the CPU, one launch per up to 32 tensors on the GPU): all params of one call must share a
+# dtype and a device. Each list holds one entry per parameter; each entry is checked as the
+# single-tensor function checks it (messages say "<op>: parameter k: ...") and updated
+# exactly as that function would update it, bit for bit. ranvier.optim uses these.
+
+
+def _multi_grads(op, params, grads):
+    """grads as a list, each converted to its param's dtype (as the single-tensor path does)."""
+    params, grads = list(params), list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{op}: grads has {len(grads)} entries but params has {len(params)}; give one per "
+                         f"parameter")
+    converted = []
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        if (type(grad) is np.ndarray and type(param) is np.ndarray and grad.dtype == param.dtype
+                and grad.flags.c_contiguous):
+            converted.append(grad)  # the common case, with nothing to convert
+        else:
+            converted.append(_in_place_arrays(f"{op}: parameter {k}", param, grad))
+    return params, converted
+
+
+def _per_parameter(op, name, values, count):
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"{op}: {name} has {len(values)} entries but params has {count}; give one per parameter")
+    return values
+
+
+def sgd_step_multi(params, grads, momentum_buffers=None, *, first_steps=None, lr, momentum=0.0, dampening=0.0,
+                   weight_decay=0.0, nesterov=False, maximize=False):
+    """In place: sgd_step on every parameter of a list, in one call.
+
+    momentum_buffers (one per parameter, or None when momentum == 0) and first_steps (one
+    bool per parameter; default all False) are sgd_step's momentum_buffer and first_step.
+
+    Shape: params[k], grads[k], momentum_buffers[k] (any, the same for each k).
+    """
+    op = "sgd_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    first_steps = [False] * len(params) if first_steps is None else \
+        [bool(f) for f in _per_parameter(op, "first_steps", first_steps, len(params))]
+    _C.sgd_step_multi(params, grads, None if momentum_buffers is None else list(momentum_buffers), first_steps,
+                      float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov),
+                      bool(maximize))
+
+
+def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, steps, lr=1e-3, beta1=0.9,
+                    beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+                    maximize=False):
+    """In place: adam_step on every parameter of a list, in one call.
+
+    steps holds each parameter's own step number (from 1): parameters that missed a step
+    (no gradient) lag behind the others. max_exp_avg_sqs is needed with amsgrad only.
+
+    Shape: params[k], grads[k], exp_avgs[k], exp_avg_sqs[k], max_exp_avg_sqs[k] (any, the
+    same for each k).
+    """
+    op = "adam_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    steps = _per_parameter(op, "steps", steps, len(params))
+    if not all(type(step) is int for step in steps):  # plain ints (the optimizers') need no conversion
+        steps = [_step_number(f"{op}: parameter {k}", step) for k, step in enumerate(steps)]
+    _C.adam_step_multi(params, grads, list(exp_avgs), list(exp_avg_sqs),
+                       None if max_exp_avg_sqs is None else list(max_exp_avg_sqs), steps, float(lr), float(beta1),
+                       float(beta2), float(eps), float(weight_decay), bool(decoupled_weight_decay), bool(amsgrad),
+                       bool(maximize))
+
+
+def rmsprop_step_multi(params, grads, square_avgs, momentum_buffers=None, grad_avgs=None, *, lr=1e-2, alpha=0.99,
+                       eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False):
+    """In place: rmsprop_step on every parameter of a list, in one call.
+
+    momentum_buffers is needed when momentum > 0, grad_avgs when centered (one per parameter).
+
+    Shape: params[k], grads[k], square_avgs[k], momentum_buffers[k], grad_avgs[k] (any, the
+    same for each k).
+    """
+    op = "rmsprop_step_multi"
+    params, grads = _multi_grads(op, params, grads)
+    _C.rmsprop_step_multi(params, grads, list(square_avgs),
+                          None if momentum_buffers is None else list(momentum_buffers),
+                          None if grad_avgs is None else list(grad_avgs), float(lr), float(alpha), float(eps),
+                          float(weight_decay), float(momentum), bool(centered), bool(maximize))
 
 # --- pooling -------------------------------------------------------------------------------
 # Max, average and adaptive average pooling with PyTorch's arguments and output sizes.

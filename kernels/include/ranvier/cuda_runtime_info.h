@@ -19,6 +19,13 @@ struct DeviceProperties {
 // Throws std::runtime_error naming the CUDA error for a bad index or a failed query.
 DeviceProperties device_properties(int device);
 
+// The device holding `pointer`: its ordinal, or -1 when the pointer is not device (or
+// managed) memory or cannot be queried (no driver, no device). Never throws; a failed query
+// leaves no sticky error behind for the next launch check.
+int pointer_device(const void* pointer);
+// The calling thread's current device (cudaGetDevice), or -1 when it cannot be queried.
+int current_device();
+
 // The CUDA runtime version this extension was built with, as major * 1000 + minor * 10.
 int runtime_version();
 

@@ -6,6 +6,43 @@
 #pragma once
 #include "ranvier/common.h"
 
+namespace ranvier {
+
+// ---- Multi-tensor updates: every parameter of one optimizer group in one call.
+// One entry per parameter (all of one dtype, on one device); each entry's arrays hold n
+// elements. The per-parameter counters (SGD's first_step, Adam's step) may differ between
+// entries: a parameter that had no gradient in some step lags behind. Each entry is updated
+// exactly as the single-tensor function above would update it (bit for bit).
+template <typename T>
+struct SgdTensor {
+  T* param;
+  const T* grad;
+  T* momentum_buf;  // null when momentum == 0
+  int64_t n;
+  bool first_step;
+};
+template <typename T>
+struct AdamTensor {
+  T* param;
+  const T* grad;
+  T* exp_avg;
+  T* exp_avg_sq;
+  T* max_exp_avg_sq;  // null unless amsgrad
+  int64_t n;
+  int64_t step;  // this parameter's step number, from 1
+};
+template <typename T>
+struct RmspropTensor {
+  T* param;
+  const T* grad;
+  T* square_avg;
+  T* momentum_buf;  // null unless momentum > 0
+  T* grad_avg;      // null unless centered
+  int64_t n;
+};
+
+}  // namespace ranvier
+
 namespace ranvier::cpu {
 
 // SGD. g = grad + weight_decay * param (or -grad when maximize);
@@ -36,6 +73,19 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* momentum_buf, T* gr
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, bool maximize);
 
+
+// Multi-tensor forms: tensors[0 .. count) updated in one parallel loop over all their
+// elements (many small parameters cost one OpenMP region, not one each).
+template <typename T>
+void sgd_step_multi(const SgdTensor<T>* tensors, int64_t count, double lr, double momentum, double dampening,
+                    double weight_decay, bool nesterov, bool maximize);
+template <typename T>
+void adam_step_multi(const AdamTensor<T>* tensors, int64_t count, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, bool decoupled_weight_decay, bool amsgrad, bool maximize);
+template <typename T>
+void rmsprop_step_multi(const RmspropTensor<T>* tensors, int64_t count, double lr, double alpha, double eps,
+                        double weight_decay, double momentum, bool centered, bool maximize);
+
 }  // namespace ranvier::cpu
 
 namespace ranvier::cuda {
@@ -54,5 +104,19 @@ template <typename T>
 void rmsprop_step(T* param, const T* grad, T* square_avg, T* momentum_buf, T* grad_avg, int64_t n,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, bool maximize, StreamHandle stream);
+
+
+// Multi-tensor forms: a table of (tensor, chunk) pairs passed as a kernel argument, so that
+// up to kMaxTensorsPerLaunch parameters (and their chunks) take one launch.
+template <typename T>
+void sgd_step_multi(const SgdTensor<T>* tensors, int64_t count, double lr, double momentum, double dampening,
+                    double weight_decay, bool nesterov, bool maximize, StreamHandle stream);
+template <typename T>
+void adam_step_multi(const AdamTensor<T>* tensors, int64_t count, double lr, double beta1, double beta2,
+                     double eps, double weight_decay, bool decoupled_weight_decay, bool amsgrad, bool maximize,
+                     StreamHandle stream);
+template <typename T>
+void rmsprop_step_multi(const RmspropTensor<T>* tensors, int64_t count, double lr, double alpha, double eps,
+                        double weight_decay, double momentum, bool centered, bool maximize, StreamHandle stream);
 
 }  // namespace ranvier::cuda

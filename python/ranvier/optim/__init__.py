@@ -1,7 +1,8 @@
 """ranvier.optim: optimizers with PyTorch's names, arguments, state and state-dict layout.
 
-Each optimizer updates a parameter's array in place with one fused kernel per parameter
-(ranvier.ops.sgd_step / adam_step / rmsprop_step), following torch.optim's update rules.
+Each optimizer updates the parameters' arrays in place with one fused multi-tensor call per
+parameter group, device and dtype (ranvier.ops.sgd_step_multi / adam_step_multi /
+rmsprop_step_multi), following torch.optim's update rules.
 
 Example::
 

@@ -60,24 +60,32 @@ class Adam(Optimizer):
         loss = self._evaluate_closure(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for p, grad in self._params_with_grad(group):
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = self._zeros_like_param(p)
-                    state["exp_avg_sq"] = self._zeros_like_param(p)
-                if group["amsgrad"] and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = self._zeros_like_param(p)
-                # The step counter advances only after a successful update, so that a rejected
-                # call (bad gradient) leaves the state as it was.
-                step = state["step"] + 1
-                ops.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
-                              state["max_exp_avg_sq"] if group["amsgrad"] else None, step=step,
-                              lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                              weight_decay=group["weight_decay"],
-                              decoupled_weight_decay=group["decoupled_weight_decay"],
-                              amsgrad=group["amsgrad"], maximize=group["maximize"])
-                state["step"] = step
+            amsgrad = group["amsgrad"]
+            for batch in self._update_batches(group):
+                states = []
+                for p, _ in batch:
+                    state = self.state[p]
+                    if len(state) == 0:
+                        state["step"] = 0
+                        state["exp_avg"] = self._zeros_like_param(p)
+                        state["exp_avg_sq"] = self._zeros_like_param(p)
+                    if amsgrad and "max_exp_avg_sq" not in state:
+                        state["max_exp_avg_sq"] = self._zeros_like_param(p)
+                    states.append(state)
+                # Each parameter's own step: one that had no gradient in some step lags behind.
+                # The counters advance only after a successful update, so that a rejected call
+                # (bad gradient) leaves the state as it was.
+                steps = [state["step"] + 1 for state in states]
+                ops.adam_step_multi([p.data for p, _ in batch], [grad for _, grad in batch],
+                                    [state["exp_avg"] for state in states],
+                                    [state["exp_avg_sq"] for state in states],
+                                    [state["max_exp_avg_sq"] for state in states] if amsgrad else None,
+                                    steps=steps, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                                    weight_decay=group["weight_decay"],
+                                    decoupled_weight_decay=group["decoupled_weight_decay"],
+                                    amsgrad=amsgrad, maximize=group["maximize"])
+                for state, step in zip(states, steps):
+                    state["step"] = step
         return loss
 
 

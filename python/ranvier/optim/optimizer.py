@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .._arrays import array_module, is_cuda_array, to_host
+from .._arrays import array_module, device_name, is_cuda_array, to_host
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -137,6 +137,27 @@ class Optimizer:
                 yield p, p.grad.data
 
     @staticmethod
+    def _update_batches(group):
+        """The group's (parameter, gradient array) pairs, split into lists that one
+        multi-tensor update can take: one list per (device, dtype), in group order.
+
+        A parameter listed twice in a group (PyTorch warns, and updates it twice) goes into a
+        later list the second time, so that its two updates run one after the other.
+        """
+        batches, occurrences = {}, {}
+        for p, grad in Optimizer._params_with_grad(group):
+            occurrence = occurrences.get(id(p), 0)
+            occurrences[id(p)] = occurrence + 1
+            data = p.data
+            device = "cpu" if type(data) is np.ndarray else device_name(data)
+            key = (occurrence, device, data.dtype)
+            batch = batches.get(key)
+            if batch is None:
+                batches[key] = batch = []
+            batch.append((p, grad))
+        return list(batches.values())
+
+    @staticmethod
     def _zeros_like_param(p):
         """A state buffer for p: zeros of p's shape and dtype, on p's device."""
         xp = array_module(p.data)
@@ -254,7 +275,11 @@ def _restore_value(p, index, name, value):
     xp = array_module(p.data)
     if xp is np and is_cuda_array(value):
         value = value.get()  # a CuPy array saved from a GPU run, restored on the CPU
-    array = xp.array(value, dtype=p.data.dtype, order="C")  # always a copy
+    if xp is np:
+        array = np.array(value, dtype=p.data.dtype, order="C")  # always a copy
+    else:
+        with xp.cuda.Device(p.data.device.id):  # p's GPU, which need not be the current one
+            array = xp.array(value, dtype=p.data.dtype, order="C")
     if tuple(array.shape) != tuple(p.data.shape):
         raise ValueError(f"load_state_dict: parameter {index} has state {name!r} of shape "
                          f"{tuple(array.shape)} but the parameter has shape {tuple(p.data.shape)}")

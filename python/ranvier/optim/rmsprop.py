@@ -55,19 +55,25 @@ class RMSprop(Optimizer):
         loss = self._evaluate_closure(closure)
         for group in self.param_groups:
             use_momentum, centered = group["momentum"] > 0, group["centered"]
-            for p, grad in self._params_with_grad(group):
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["square_avg"] = self._zeros_like_param(p)
-                if use_momentum and "momentum_buffer" not in state:
-                    state["momentum_buffer"] = self._zeros_like_param(p)
-                if centered and "grad_avg" not in state:
-                    state["grad_avg"] = self._zeros_like_param(p)
-                ops.rmsprop_step(p.data, grad, state["square_avg"],
-                                 state["momentum_buffer"] if use_momentum else None,
-                                 state["grad_avg"] if centered else None, lr=group["lr"], alpha=group["alpha"],
-                                 eps=group["eps"], weight_decay=group["weight_decay"], momentum=group["momentum"],
-                                 centered=centered, maximize=group["maximize"])
-                state["step"] += 1
+            for batch in self._update_batches(group):
+                states = []
+                for p, _ in batch:
+                    state = self.state[p]
+                    if len(state) == 0:
+                        state["step"] = 0
+                        state["square_avg"] = self._zeros_like_param(p)
+                    if use_momentum and "momentum_buffer" not in state:
+                        state["momentum_buffer"] = self._zeros_like_param(p)
+                    if centered and "grad_avg" not in state:
+                        state["grad_avg"] = self._zeros_like_param(p)
+                    states.append(state)
+                ops.rmsprop_step_multi([p.data for p, _ in batch], [grad for _, grad in batch],
+                                       [state["square_avg"] for state in states],
+                                       [state["momentum_buffer"] for state in states] if use_momentum else None,
+                                       [state["grad_avg"] for state in states] if centered else None,
+                                       lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+                                       weight_decay=group["weight_decay"], momentum=group["momentum"],
+                                       centered=centered, maximize=group["maximize"])
+                for state in states:
+                    state["step"] += 1
         return loss

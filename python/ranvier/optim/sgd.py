@@ -51,16 +51,20 @@ class SGD(Optimizer):
         loss = self._evaluate_closure(closure)
         for group in self.param_groups:
             momentum = group["momentum"]
-            for p, grad in self._params_with_grad(group):
-                buffer, first_step = None, False
+            for batch in self._update_batches(group):
+                buffers, first_steps = None, None
                 if momentum != 0:
-                    state = self.state[p]
-                    buffer = state.get("momentum_buffer")
-                    if buffer is None:  # the kernel fills it with the first gradient
-                        buffer, first_step = self._zeros_like_param(p), True
-                ops.sgd_step(p.data, grad, buffer, lr=group["lr"], momentum=momentum,
-                             dampening=group["dampening"], weight_decay=group["weight_decay"],
-                             nesterov=group["nesterov"], maximize=group["maximize"], first_step=first_step)
+                    buffers, first_steps = [], []
+                    for p, _ in batch:
+                        buffer = self.state[p].get("momentum_buffer")
+                        first_steps.append(buffer is None)
+                        # A new buffer's contents do not matter: the kernel fills it with the first g.
+                        buffers.append(self._zeros_like_param(p) if buffer is None else buffer)
+                ops.sgd_step_multi([p.data for p, _ in batch], [grad for _, grad in batch], buffers,
+                                   first_steps=first_steps, lr=group["lr"], momentum=momentum,
+                                   dampening=group["dampening"], weight_decay=group["weight_decay"],
+                                   nesterov=group["nesterov"], maximize=group["maximize"])
                 if momentum != 0:
-                    state["momentum_buffer"] = buffer
+                    for (p, _), buffer in zip(batch, buffers):
+                        self.state[p]["momentum_buffer"] = buffer
         return loss

@@ -10,6 +10,7 @@ The loop per epoch (0-based ``epoch``; messages count epochs and batches from 1)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import cuda as _cuda
 from .. import random as _random
+from .._arrays import device_name, is_cuda_array, parse_device, resolve_device, to_device
 from ..autograd import no_grad
 from ..data import DataLoader, TensorDataset
 from ..nn.utils import clip_grad_norm_
@@ -78,17 +80,18 @@ def _float_dtype(model):
     return None
 
 
-def _as_tensor(array, float_dtype, inputs: bool = False) -> Tensor:
-    """A batch as a Tensor: floats and booleans in the model's float dtype; integer inputs
-    (counts) too, while integer targets stay integers (class indices)."""
+def _as_tensor(array, float_dtype, inputs: bool = False, device: str = "cpu") -> Tensor:
+    """A batch as a Tensor on ``device`` ('cpu' or 'cuda:N'): floats and booleans in the
+    model's float dtype; integer inputs (counts) too, while integer targets stay integers
+    (class indices)."""
     if isinstance(array, Tensor):
-        return array
+        return array.to(device)
     if not hasattr(array, "__cuda_array_interface__"):
         array = np.asarray(array)
     kinds = "biuf" if inputs else "bf"
     if float_dtype is not None and array.dtype.kind in kinds and array.dtype != float_dtype:
-        array = array.astype(float_dtype)
-    return Tensor(array)
+        array = array.astype(float_dtype)  # on the host, before the copy: less to move
+    return Tensor(to_device(array, device))
 
 
 def _split_batch(op: str, batch):
@@ -98,16 +101,41 @@ def _split_batch(op: str, batch):
     return batch[0], batch[1]
 
 
-def _check_device(op: str, device) -> None:
+def _check_device(op: str, device) -> str:
+    """The device to run on, as 'cpu' or 'cuda:N' ('cuda' is the current GPU)."""
     if device == "cpu":
+        return device
+    try:
+        device = parse_device(device, op)
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if not _cuda.is_available():
+        raise RuntimeError(f"{op}: device={device!r} but CUDA is not available "
+                           f"({_cuda.unavailable_reason()}); use device='cpu'")
+    return resolve_device(device, op)
+
+
+def _device_scope(device: str):
+    """GPU ``device`` ('cuda:N') as the current device while a loop runs; nothing on the CPU."""
+    if device == "cpu":
+        return contextlib.nullcontext()
+    from .._arrays import _cupy
+
+    return _cupy().cuda.Device(int(device[5:]))
+
+
+def _place(model, optimizer, device: str) -> None:
+    """Move the model's parameters and buffers to ``device``, and the optimizer's state
+    arrays to their parameters' devices (state made on another device, or loaded from a
+    checkpoint as host arrays, would otherwise meet the parameters in one kernel call)."""
+    model.to(device)
+    if optimizer is None:
         return
-    if device == "cuda" or (isinstance(device, str) and device.startswith("cuda:")):
-        if not _cuda.is_available():
-            raise RuntimeError(f"{op}: device={device!r} but CUDA is not available "
-                               f"({_cuda.unavailable_reason()}); use device='cpu'")
-        raise NotImplementedError(f"{op}: device={device!r}: training on the GPU is not "
-                                  f"supported by fit yet; use device='cpu'")
-    raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
+    for p, state in getattr(optimizer, "state", {}).items():
+        target = device_name(p.data)
+        for name, value in state.items():
+            if (isinstance(value, np.ndarray) or is_cuda_array(value)) and device_name(value) != target:
+                state[name] = to_device(value, target)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -229,14 +257,15 @@ def _format_logs(logs: dict) -> str:
 # ----------------------------------------------------------------------------- passes
 
 def _run_batches(op, model, loader, loss_fn, metrics, float_dtype, *, optimizer=None,
-                 clip_grad_norm=None, epoch=None, on_batch=None):
+                 clip_grad_norm=None, epoch=None, on_batch=None, device="cpu"):
     """One pass; trains when optimizer is given. Returns {'loss': mean, metric: value}."""
     for metric in metrics.values():
         metric.reset()
     total_loss, total_count = 0.0, 0
     for index, batch in enumerate(loader):
         inputs, targets = _split_batch(op, batch)
-        x, y = _as_tensor(inputs, float_dtype, inputs=True), _as_tensor(targets, float_dtype)
+        x = _as_tensor(inputs, float_dtype, inputs=True, device=device)
+        y = _as_tensor(targets, float_dtype, device=device)
         if optimizer is not None:
             optimizer.zero_grad()
         outputs = model(x)
@@ -355,7 +384,12 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
             epoch's targets and model outputs, keyed by ``fn.__name__``).
         callbacks: ``ranvier.train.Callback`` instances (EarlyStopping, ModelCheckpoint,
             LearningRateScheduler, your own).
-        device: ``'cpu'``; ``'cuda'`` is refused with the reason (not supported by fit yet).
+        device: ``'cpu'`` (default), ``'cuda'`` (the current GPU) or ``'cuda:N'``. The model
+            is moved there (``model.to(device)``) and stays there; the optimizer's state
+            follows its parameters, every batch is copied there as it is used; metrics are
+            computed on host copies of the outputs, and checkpoints hold host (NumPy)
+            arrays, so a run may be resumed on another device. Without a usable GPU,
+            ``'cuda'`` raises RuntimeError with the reason.
         seed: if given, ``ranvier.manual_seed(seed)`` first: shuffling and dropout become
             reproducible (initialise the model after seeding for reproducible weights too).
         progress: True: a tqdm bar per epoch on a terminal, one line per epoch otherwise;
@@ -384,7 +418,7 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
         ...               callbacks=[EarlyStopping(patience=3)])
     """
     op = "fit"
-    _check_device(op, device)
+    device = _check_device(op, device)
     epochs = _check_count(op, "epochs", epochs, 0)
     batch_size = _check_count(op, "batch_size", batch_size, 1)
     if not callable(loss):
@@ -408,46 +442,50 @@ def fit(model, train_data, *, loss, optimizer, epochs, batch_size=32, validation
     trainer = _Trainer(model, optimizer, epochs, history, train_loader, callbacks)
     for callback in callbacks:
         callback.trainer = trainer
-    first_epoch = trainer.resume(resume) if resume is not None else 0
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)  # first, so that a checkpoint's weights are copied onto the device
+        first_epoch = trainer.resume(resume) if resume is not None else 0
+        _place(model, optimizer, device)
 
-    float_dtype = _float_dtype(model)
-    reporter = _Progress(progress, sys.stdout if stream is None else stream)
-    was_training = model.training
-    try:
-        for callback in callbacks:
-            callback.on_train_begin({})
-        for epoch in range(first_epoch, epochs):
+        float_dtype = _float_dtype(model)
+        reporter = _Progress(progress, sys.stdout if stream is None else stream)
+        was_training = model.training
+        try:
             for callback in callbacks:
-                callback.on_epoch_begin(epoch, {})
-            reporter.epoch_begin(epoch, epochs, len(train_loader))
-
-            def on_batch(index, count, value, running):
+                callback.on_train_begin({})
+            for epoch in range(first_epoch, epochs):
                 for callback in callbacks:
-                    callback.on_batch_end(index, {"loss": value, "size": count})
-                reporter.batch_end(index, running, train_metrics)
+                    callback.on_epoch_begin(epoch, {})
+                reporter.epoch_begin(epoch, epochs, len(train_loader))
 
-            model.train()
-            logs = _run_batches(op, model, train_loader, loss, train_metrics, float_dtype,
-                                optimizer=optimizer, clip_grad_norm=clip_grad_norm,
-                                epoch=epoch, on_batch=on_batch)
-            if val_loader is not None:
-                model.eval()
-                with no_grad():
-                    val_logs = _run_batches(op, model, val_loader, loss, val_metrics, float_dtype)
-                logs.update({"val_" + name: value for name, value in val_logs.items()})
-            for callback in others:
-                callback.on_epoch_end(epoch, logs)
-            history.record(epoch, logs)
-            for callback in checkpoints:
-                callback.on_epoch_end(epoch, logs)
-            reporter.epoch_end(logs)
-            if trainer.stop_training:
-                break
-        for callback in callbacks:
-            callback.on_train_end({})
-    finally:
-        reporter.close()
-        model.train(was_training)
+                def on_batch(index, count, value, running):
+                    for callback in callbacks:
+                        callback.on_batch_end(index, {"loss": value, "size": count})
+                    reporter.batch_end(index, running, train_metrics)
+
+                model.train()
+                logs = _run_batches(op, model, train_loader, loss, train_metrics, float_dtype,
+                                    optimizer=optimizer, clip_grad_norm=clip_grad_norm,
+                                    epoch=epoch, on_batch=on_batch, device=device)
+                if val_loader is not None:
+                    model.eval()
+                    with no_grad():
+                        val_logs = _run_batches(op, model, val_loader, loss, val_metrics, float_dtype,
+                                                device=device)
+                    logs.update({"val_" + name: value for name, value in val_logs.items()})
+                for callback in others:
+                    callback.on_epoch_end(epoch, logs)
+                history.record(epoch, logs)
+                for callback in checkpoints:
+                    callback.on_epoch_end(epoch, logs)
+                reporter.epoch_end(logs)
+                if trainer.stop_training:
+                    break
+            for callback in callbacks:
+                callback.on_train_end({})
+        finally:
+            reporter.close()
+            model.train(was_training)
     return history
 
 
@@ -458,22 +496,25 @@ def evaluate(model, data, *, loss=None, metrics=(), batch_size=32, device="cpu")
         data: an ``(inputs, targets)`` pair, a Dataset or a DataLoader.
         loss: optional loss, as for fit; adds ``'loss'`` (the sample-weighted mean over batches).
         metrics: as for fit.
+        device: as for fit: the model is moved there and stays there.
 
     Returns:
         ``{'loss': float, metric name: float, ...}``.
     """
     op = "evaluate"
-    _check_device(op, device)
+    device = _check_device(op, device)
     batch_size = _check_count(op, "batch_size", batch_size, 1)
     loader = as_loader(op, "data", data, batch_size, shuffle=False)
     made = _make_metrics(op, metrics)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            return _run_batches(op, model, loader, loss, made, _float_dtype(model))
-    finally:
-        model.train(was_training)
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with no_grad():
+                return _run_batches(op, model, loader, loss, made, _float_dtype(model), device=device)
+        finally:
+            model.train(was_training)
 
 
 def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
@@ -483,13 +524,15 @@ def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
         x: an array of inputs ``(N, ...)``, a Dataset or a DataLoader (the first field of each
             sample or batch is the input).
         batch_size: samples per forward pass (default 32).
+        device: as for fit: the model is moved there and stays there; the outputs come back
+            to the host.
 
     Returns:
         ``(N, ...)`` NumPy array: the outputs concatenated in order (logits for a classifier
         ending in Linear: apply softmax yourself for probabilities).
     """
     op = "predict"
-    _check_device(op, device)
+    device = _check_device(op, device)
     batch_size = _check_count(op, "batch_size", batch_size, 1)
     if isinstance(x, DataLoader):
         loader = x
@@ -503,16 +546,19 @@ def predict(model, x, *, batch_size=32, device="cpu") -> np.ndarray:
             raise ValueError(f"{op}: x must be an array of samples (N, ...), got a scalar")
         loader = DataLoader(TensorDataset(inputs), batch_size=batch_size, shuffle=False)
     float_dtype = _float_dtype(model)
-    outputs = []
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            for batch in loader:
-                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-                outputs.append(_host(model(_as_tensor(inputs, float_dtype, inputs=True)).data))
-    finally:
-        model.train(was_training)
+    with _device_scope(device):  # kernels launch and CuPy allocates on the current GPU
+        model.to(device)
+        outputs = []
+        was_training = model.training
+        model.eval()
+        try:
+            with no_grad():
+                for batch in loader:
+                    inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    x_batch = _as_tensor(inputs, float_dtype, inputs=True, device=device)
+                    outputs.append(_host(model(x_batch).data))
+        finally:
+            model.train(was_training)
     if not outputs:
         raise ValueError(f"{op}: x holds no samples")
     return np.concatenate(outputs)

@@ -325,6 +325,7 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
     from .. import nn, optim
     from ..data import Standardize, train_val_test_split
     from .callbacks import EarlyStopping
+    from .._arrays import resolve_device
     from .loop import TrainingDivergedError, fit, predict
 
     stream = sys.stdout if stream is None else stream
@@ -332,8 +333,10 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
         if not ranvier.cuda.is_available():
             raise UserError(f"--device {device}: CUDA is not available "
                             f"({ranvier.cuda.unavailable_reason()})")
-        raise UserError(f"--device {device}: training on the GPU is not supported by "
-                        f"'ranvier train' yet; use --device cpu")
+        try:
+            device = resolve_device(device, "--device")
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(str(exc)) from None
     table = read_table(table_path)
     if target not in table.columns:
         raise UserError(f"{table.path}: no target column {target!r} (columns: "
@@ -389,7 +392,7 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
                       optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                       validation_data=(prepare(x_val), prepare_targets(y_val)),
                       callbacks=[EarlyStopping(patience=patience, restore_best_weights=True)],
-                      progress=progress, stream=stream)
+                      device=device, progress=progress, stream=stream)
     except TrainingDivergedError as exc:
         raise UserError(f"training diverged: {exc} (try a smaller --lr)") from None
 
@@ -400,8 +403,8 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
             "target_scale": list(target_scale),
             "impute": impute_values.tolist() if impute_values is not None else None,
             "ranvier_version": ranvier.__version__}
-    results = {"validation": _metrics(task, y_val, _scores(task, predict(model, prepare(x_val)),
-                                                           target_scale))}
+    val_outputs = predict(model, prepare(x_val), device=device)
+    results = {"validation": _metrics(task, y_val, _scores(task, val_outputs, target_scale))}
     if test_path is not None:
         test = read_table(test_path)
         if target not in test.columns:
@@ -417,7 +420,8 @@ def train_table(table_path, *, target, test_path=None, hidden=(256, 128), epochs
                 raise UserError(f"{test.path}: target classes {_show(unknown)} were not in the "
                                 f"training table")
             y_test = np.array([index[c] for c in cells], dtype=np.int64)
-        results["test"] = _metrics(task, y_test, _scores(task, predict(model, x_test), target_scale))
+        test_outputs = predict(model, x_test, device=device)
+        results["test"] = _metrics(task, y_test, _scores(task, test_outputs, target_scale))
 
     out = os.fspath(out) if out is not None else os.path.splitext(os.path.basename(table.path))[0] + "-model"
     try:
