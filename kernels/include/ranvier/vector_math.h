@@ -1,0 +1,36 @@
+// Transcendental functions over contiguous arrays on the CPU, vectorised: y[i] = f(x[i]) for
+// i < n. x and y may be the same array (not partially overlapping ones). One thread: the
+// callers (activations, softmax, losses) split the work with parallel_for.
+//
+// Each runs on the SIMD path of simd_path() (ranvier/simd_path.h): AVX-512F, AVX2+FMA, or
+// the portable path, which calls the scalar libm functions of ranvier/math.h (the same
+// formulas the reference and CUDA kernels use). The SIMD versions are our own polynomials
+// (vector_math_simd.inc); their error against the exact function, measured by
+// tests/test_vector_math.py over wide grids on every path:
+//
+//   function   float32            float64                 special values (every path)
+//   exp        <= 2 ulp           <= 2 ulp                exp(-inf) = 0, exp(+inf) = +inf,
+//                                                        overflow -> +inf, underflow -> 0
+//                                                        through the subnormals, NaN -> NaN
+//   sigmoid    <= 3 ulp           <= 3 ulp                sigmoid(-inf) = 0, (+inf) = 1
+//   tanh       <= 3 ulp           <= 3 ulp                tanh(+-inf) = +-1, tanh(+-0) = +-0
+//   erf        <= 3 ulp           scalar erf (all paths)  erf(+-inf) = +-1, erf(+-0) = +-0
+//
+// (ulp: of the exact result, in the output's precision; subnormal outputs: within one
+// subnormal step.) NaN inputs give NaN outputs.
+#pragma once
+#include "ranvier/common.h"
+
+namespace ranvier::cpu {
+
+template <typename T>
+void vector_exp(const T* x, T* y, int64_t n);
+// 1 / (1 + exp(-x)), computed without overflow.
+template <typename T>
+void vector_sigmoid(const T* x, T* y, int64_t n);
+template <typename T>
+void vector_tanh(const T* x, T* y, int64_t n);
+template <typename T>
+void vector_erf(const T* x, T* y, int64_t n);
+
+}  // namespace ranvier::cpu
