@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "block_sum.h"
 #include "parallel.h"
 #include "ranvier/activation_math.h"
 #include "ranvier/vector_math.h"
@@ -19,14 +20,12 @@ constexpr int64_t activation_cost(Activation act) {
   return (act == Activation::ReLU || act == Activation::LeakyReLU) ? 1 : 20;
 }
 
-// Elements per block of scratch for the GELUs: the scratch (1-2 KiB) stays in L1 between
-// the passes over a block.
-constexpr int64_t kBlock = 256;
-
-// Calls block(start, length) over [begin, end) in pieces of at most kBlock.
+// Calls block(start, length) over [begin, end) in pieces of at most kVectorBlock.
 template <typename Block>
 void for_each_block(int64_t begin, int64_t end, Block&& block) {
-  for (int64_t start = begin; start < end; start += kBlock) block(start, std::min(kBlock, end - start));
+  for (int64_t start = begin; start < end; start += kVectorBlock) {
+    block(start, std::min(kVectorBlock, end - start));
+  }
 }
 
 // GELU's tanh argument sqrt(2/pi) (x + 0.044715 x^3).
@@ -46,7 +45,7 @@ void forward_range(const T* x, T* y, int64_t begin, int64_t end, T alpha) {
   } else if constexpr (Act == Activation::GELU) {
     // 0.5 x (1 + erf(x / sqrt 2))
     for_each_block(begin, end, [&](int64_t start, int64_t length) {
-      T erf_term[kBlock] = {};  // = {}: GCC cannot see the loop below fill [0, length)
+      T erf_term[kVectorBlock] = {};  // = {}: GCC cannot see the loop below fill [0, length)
       const T* xs = x + start;
       for (int64_t k = 0; k < length; ++k) erf_term[k] = xs[k] * T(kInvSqrt2);
       vector_erf(erf_term, erf_term, length);
@@ -56,7 +55,7 @@ void forward_range(const T* x, T* y, int64_t begin, int64_t end, T alpha) {
   } else if constexpr (Act == Activation::GELUTanh) {
     // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     for_each_block(begin, end, [&](int64_t start, int64_t length) {
-      T tanh_term[kBlock] = {};
+      T tanh_term[kVectorBlock] = {};
       const T* xs = x + start;
       for (int64_t k = 0; k < length; ++k) tanh_term[k] = gelu_tanh_inner(xs[k]);
       vector_tanh(tanh_term, tanh_term, length);
@@ -74,8 +73,8 @@ void backward_range(const T* saved, const T* dy, T* dx, int64_t begin, int64_t e
   if constexpr (Act == Activation::GELU) {
     // dy (Phi(x) + x phi(x)), Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
     for_each_block(begin, end, [&](int64_t start, int64_t length) {
-      T erf_term[kBlock] = {};
-      T exp_term[kBlock] = {};
+      T erf_term[kVectorBlock] = {};
+      T exp_term[kVectorBlock] = {};
       const T* xs = saved + start;
       for (int64_t k = 0; k < length; ++k) {
         erf_term[k] = xs[k] * T(kInvSqrt2);
@@ -93,7 +92,7 @@ void backward_range(const T* saved, const T* dy, T* dx, int64_t begin, int64_t e
     });
   } else if constexpr (Act == Activation::GELUTanh) {
     for_each_block(begin, end, [&](int64_t start, int64_t length) {
-      T tanh_term[kBlock] = {};
+      T tanh_term[kVectorBlock] = {};
       const T* xs = saved + start;
       for (int64_t k = 0; k < length; ++k) tanh_term[k] = gelu_tanh_inner(xs[k]);
       vector_tanh(tanh_term, tanh_term, length);

@@ -11,10 +11,13 @@
 #include <cmath>
 #include <vector>
 
+#include "block_sum.h"
 #include "parallel.h"
 #include "ranvier/activation_math.h"
 #include "ranvier/loss_math.h"
 #include "ranvier/math.h"
+#include "ranvier/softmax_math.h"
+#include "ranvier/vector_math.h"
 
 namespace ranvier::cpu {
 
@@ -144,10 +147,18 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
                               Reduction reduction) {
   const GradScale<T> scale(dout, n, reduction);
   parallel_for(n, 20, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Accum grad = bce_with_logits_grad(logits[i], target[i], pos_weight, i, classes);
-      const Accum w = element_weight(weight, i);
-      dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+    // The sigmoids in double, a block at a time on the vector math.
+    Accum sigmoid[kVectorBlock] = {};
+    for (int64_t start = begin; start < end; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, end - start);
+      for (int64_t k = 0; k < length; ++k) sigmoid[k] = static_cast<Accum>(logits[start + k]);
+      vector_sigmoid(sigmoid, sigmoid, length);
+      for (int64_t k = 0; k < length; ++k) {
+        const int64_t i = start + k;
+        const Accum grad = bce_with_logits_grad_from_sigmoid(sigmoid[k], target[i], pos_weight, i, classes);
+        const Accum w = element_weight(weight, i);
+        dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+      }
     }
   });
 }
@@ -157,6 +168,28 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
 // (may be null); out (rows) or (1); dout (rows) or (1)
 
 namespace {
+
+// row_log_sum_exp (loss_math.h) with the exps on the vector math, a block at a time.
+template <typename T>
+RowLogSumExp<T> vector_row_log_sum_exp(const T* z, int64_t classes) {
+  T row_max = z[0];
+  for (int64_t c = 1; c < classes; ++c) row_max = max_propagating_nan(row_max, z[c]);
+  Accum sum = 0;
+  T shifted[kVectorBlock];
+  for (int64_t start = 0; start < classes; start += kVectorBlock) {
+    const int64_t length = std::min(kVectorBlock, classes - start);
+    for (int64_t k = 0; k < length; ++k) shifted[k] = z[start + k] - row_max;
+    vector_exp(shifted, shifted, length);
+    sum += sum_in_double(shifted, length);
+  }
+  return {row_max, math_log(sum)};
+}
+
+// cross_entropy_row on the vector math.
+template <typename T>
+Accum vector_cross_entropy_row(const T* z, int64_t classes, int64_t t, Accum w) {
+  return cross_entropy_row_from(z, vector_row_log_sum_exp(z, classes), t, w);
+}
 
 // Sum of the weights of the rows that are not ignored: the divisor of the mean.
 template <typename T>
@@ -183,7 +216,7 @@ void cross_entropy_forward(const T* logits, const int64_t* target, const T* clas
       for (int64_t r = begin; r < end; ++r) {
         const int64_t t = target[r];
         out[r] = t == ignore_index ? T(0)
-                                   : static_cast<T>(cross_entropy_row(logits + r * classes, classes, t,
+                                   : static_cast<T>(vector_cross_entropy_row(logits + r * classes, classes, t,
                                                                       class_weight_of(class_weight, t)));
       }
     });
@@ -198,7 +231,7 @@ void cross_entropy_forward(const T* logits, const int64_t* target, const T* clas
       const int64_t t = target[r];
       if (t == ignore_index) continue;
       const Accum w = class_weight_of(class_weight, t);
-      loss += cross_entropy_row(logits + r * classes, classes, t, w);
+      loss += vector_cross_entropy_row(logits + r * classes, classes, t, w);
       weight += w;
     }
     acc[0] += loss;
@@ -230,8 +263,17 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
       }
       const Accum g = class_weight_of(class_weight, t) *
                       (reduction == Reduction::None ? static_cast<Accum>(dout[r]) : reduced_scale);
-      const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
-      for (int64_t c = 0; c < classes; ++c) dz[c] = cross_entropy_grad(z[c], lse, c == t, g);
+      const RowLogSumExp<T> lse = vector_row_log_sum_exp(z, classes);
+      // cross_entropy_grad with softmax(z) in double a block at a time on the vector math.
+      Accum softmax[kVectorBlock];
+      for (int64_t start = 0; start < classes; start += kVectorBlock) {
+        const int64_t length = std::min(kVectorBlock, classes - start);
+        for (int64_t k = 0; k < length; ++k) softmax[k] = cross_entropy_log_softmax(z[start + k], lse);
+        vector_exp(softmax, softmax, length);
+        for (int64_t k = 0; k < length; ++k) {
+          dz[start + k] = cross_entropy_grad_from_softmax<T>(softmax[k], start + k == t, g);
+        }
+      }
     }
   });
 }

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "block_sum.h"
 #include "parallel.h"
 #include "ranvier/math.h"
 #include "ranvier/softmax_math.h"
@@ -43,22 +44,6 @@ void for_each_line_run(int64_t begin, int64_t end, int64_t inner, Block&& block)
   }
 }
 
-// Elements per block of exp: the block's scratch (1-2 KiB) stays in L1 between its passes.
-constexpr int64_t kBlock = 256;
-
-// sum of p[0..n) in double, over 8 independent partial sums (no serial chain of adds).
-template <typename T>
-Accum sum_as_accum(const T* p, int64_t n) {
-  Accum partial[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) partial[k] += static_cast<Accum>(p[i + k]);
-  }
-  for (; i < n; ++i) partial[i % 8] += static_cast<Accum>(p[i]);
-  return ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
-         ((partial[2] + partial[6]) + (partial[3] + partial[7]));
-}
-
 // out[k] = exp(x[k] - shift[k or 0]) for k < n with the vector math (out may be x); the
 // shift is one value (shift_stride 0) or one per element (shift_stride 1).
 template <typename T>
@@ -75,19 +60,19 @@ void softmax_row(const T* x, T* y, int64_t dim, bool log) {
   Accum sum = 0;
   if (log) {
     // y may be x: the exps go to scratch, x is still needed.
-    T scratch[kBlock];
-    for (int64_t start = 0; start < dim; start += kBlock) {
-      const int64_t length = std::min(kBlock, dim - start);
+    T scratch[kVectorBlock];
+    for (int64_t start = 0; start < dim; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, dim - start);
       exp_shifted(x + start, &row_max, 0, scratch, length);
-      sum += sum_as_accum(scratch, length);
+      sum += sum_in_double(scratch, length);
     }
     const Accum log_sum = std::log(sum);
     for (int64_t d = 0; d < dim; ++d) y[d] = log_softmax_value(x[d], row_max, log_sum);
   } else {
-    for (int64_t start = 0; start < dim; start += kBlock) {
-      const int64_t length = std::min(kBlock, dim - start);
+    for (int64_t start = 0; start < dim; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, dim - start);
       exp_shifted(x + start, &row_max, 0, y + start, length);
-      sum += sum_as_accum(y + start, length);
+      sum += sum_in_double(y + start, length);
     }
     const Accum inv_sum = Accum(1) / sum;
     for (int64_t d = 0; d < dim; ++d) y[d] = softmax_normalise(y[d], inv_sum);
@@ -107,11 +92,11 @@ void softmax_lines(const T* x, T* y, int64_t dim, int64_t inner, int64_t i0, int
   }
   std::fill(sum, sum + width, Accum(0));
   if (log) {
-    T scratch[kBlock];
+    T scratch[kVectorBlock];
     for (int64_t d = 0; d < dim; ++d) {
       const T* xd = x + d * inner + i0;
-      for (int64_t start = 0; start < width; start += kBlock) {
-        const int64_t length = std::min(kBlock, width - start);
+      for (int64_t start = 0; start < width; start += kVectorBlock) {
+        const int64_t length = std::min(kVectorBlock, width - start);
         exp_shifted(xd + start, row_max + start, 1, scratch, length);
         for (int64_t k = 0; k < length; ++k) sum[start + k] += static_cast<Accum>(scratch[k]);
       }
@@ -146,9 +131,9 @@ void softmax_grad_range(const T* y, const T* dy, T* dx, const Accum* dot, int64_
     for (int64_t k = 0; k < n; ++k) dx[k] = softmax_grad(y[k], dy[k], dot[k * dot_stride], log);
     return;
   }
-  T exp_y[kBlock];
-  for (int64_t start = 0; start < n; start += kBlock) {
-    const int64_t length = std::min(kBlock, n - start);
+  T exp_y[kVectorBlock];
+  for (int64_t start = 0; start < n; start += kVectorBlock) {
+    const int64_t length = std::min(kVectorBlock, n - start);
     vector_exp(y + start, exp_y, length);
     // softmax_grad's log form: dy - exp(y) * sum(dy)
     for (int64_t k = 0; k < length; ++k) {

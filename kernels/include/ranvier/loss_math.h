@@ -78,12 +78,17 @@ RANVIER_HD LossAccum bce_with_logits_term(LossAccum z, LossAccum t, const T* pos
   return (LossAccum(1) - t) * z + log_weight * softplus_neg(z);
 }
 // d/dz = (1 + (pw - 1) t) sigmoid(z) - pw t; with pw = 1: sigmoid(z) - t.
+// The same from s = sigmoid(z) (the CPU kernel computes the sigmoids a block at a time).
+template <typename T>
+RANVIER_HD LossAccum bce_with_logits_grad_from_sigmoid(LossAccum s, LossAccum t, const T* pos_weight,
+                                                       int64_t i, int64_t classes) {
+  const LossAccum pw = pos_weight ? static_cast<LossAccum>(pos_weight[i % classes]) : LossAccum(1);
+  return (LossAccum(1) + (pw - LossAccum(1)) * t) * s - pw * t;
+}
 template <typename T>
 RANVIER_HD LossAccum bce_with_logits_grad(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
                                           int64_t classes) {
-  const LossAccum pw = pos_weight ? static_cast<LossAccum>(pos_weight[i % classes]) : LossAccum(1);
-  const LossAccum s = stable_sigmoid(z);
-  return (LossAccum(1) + (pw - LossAccum(1)) * t) * s - pw * t;
+  return bce_with_logits_grad_from_sigmoid(stable_sigmoid(z), t, pos_weight, i, classes);
 }
 
 // ---- cross-entropy of one row z (classes) against class t
@@ -112,16 +117,28 @@ RANVIER_HD LossAccum class_weight_of(const T* class_weight, int64_t t) {
 
 // Weighted loss of one non-ignored row: w * (log(sum exp z) - z[t]).
 template <typename T>
-RANVIER_HD LossAccum cross_entropy_row(const T* z, int64_t classes, int64_t t, LossAccum w) {
-  const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
+RANVIER_HD LossAccum cross_entropy_row_from(const T* z, const RowLogSumExp<T>& lse, int64_t t,
+                                            LossAccum w) {
   return w * ((static_cast<LossAccum>(lse.max) - static_cast<LossAccum>(z[t])) + lse.log_sum);
+}
+template <typename T>
+RANVIER_HD LossAccum cross_entropy_row(const T* z, int64_t classes, int64_t t, LossAccum w) {
+  return cross_entropy_row_from(z, row_log_sum_exp(z, classes), t, w);
 }
 
 // d loss_r / d z_c = g * (softmax(z)_c - [c == t]), g = w[t] * the incoming gradient.
+// softmax(z)_c = exp(cross_entropy_log_softmax(z_c, lse)).
+template <typename T>
+RANVIER_HD LossAccum cross_entropy_log_softmax(T zc, const RowLogSumExp<T>& lse) {
+  return static_cast<LossAccum>(zc - lse.max) - lse.log_sum;
+}
+template <typename T>
+RANVIER_HD T cross_entropy_grad_from_softmax(LossAccum p, bool is_target, LossAccum g) {
+  return static_cast<T>(g * (is_target ? p - LossAccum(1) : p));
+}
 template <typename T>
 RANVIER_HD T cross_entropy_grad(T zc, const RowLogSumExp<T>& lse, bool is_target, LossAccum g) {
-  const LossAccum p = math_exp(static_cast<LossAccum>(zc - lse.max) - lse.log_sum);
-  return static_cast<T>(g * (is_target ? p - LossAccum(1) : p));
+  return cross_entropy_grad_from_softmax<T>(math_exp(cross_entropy_log_softmax(zc, lse)), is_target, g);
 }
 
 }  // namespace ranvier
