@@ -1,4 +1,4 @@
-// _C.cpu_vector_math: the CPU vector math (ranvier/vector_math.h) on one array, for tests
+// _C.cpu_vector_math, _C.cpu_vector_max: the CPU vector math (ranvier/vector_math.h) on one array, for tests
 // and benchmarks; the kernels call it directly.
 #include <string>
 
@@ -37,12 +37,28 @@ void cpu_vector_math(const std::string& function, py::handle x_obj, py::handle o
   });
 }
 
+// The largest element of x (NaN if any is NaN), with the vector math's max.
+double cpu_vector_max(py::handle x_obj) {
+  const char* op = "cpu_vector_max";
+  const ArrayView x = view_array(x_obj, op, "x");
+  check_float(x, op, "x");
+  require_cpu(x, op, "x");
+  if (x.numel() == 0) fail_value(op, "x is empty: it has no largest element");
+  return dispatch_float(x.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    py::gil_scoped_release nogil;
+    return static_cast<double>(cpu::vector_max<T>(x.ptr<T>(), x.numel()));
+  });
+}
+
 }  // namespace
 
 void bind_vector_math(py::module_& m) {
   m.def("cpu_vector_math", &cpu_vector_math, py::arg("function"), py::arg("x"), py::arg("out"),
         "out = f(x) elementwise with the CPU vector math on the chosen SIMD path (one thread); "
         "f is 'exp', 'sigmoid', 'tanh' or 'erf'. out may be x itself.");
+  m.def("cpu_vector_max", &cpu_vector_max, py::arg("x"),
+        "The largest element of x (NaN if any is NaN) with the CPU vector math, as a float.");
   m.def("cpu_simd_path", [] { return cpu::simd_path_name(cpu::simd_path()); },
         "The SIMD path of the CPU kernels (GEMM and vector math): 'avx512', 'avx2' or "
         "'portable' (RANVIER_CPU_PATH or the best the CPU has).");

@@ -142,6 +142,13 @@ def test_every_length_and_in_place_give_the_same_values(path_outputs, function, 
     assert errors.max() <= ULP_BOUNDS[function] + _FLOAT64_REFERENCE_SLACK
 
 
+@pytest.mark.parametrize("dtype", cases.DTYPES)
+def test_max_propagates_nan_at_every_length(path_outputs, dtype):
+    for n in cases.PREFIX_LENGTHS[1:]:
+        expected = np.array([np.max(v.astype(np.float64)) for v in cases.max_inputs(dtype, n)])
+        np.testing.assert_array_equal(path_outputs[f"max_{dtype}_{n}"], expected, err_msg=f"n={n}")
+
+
 _ACTIVATION_REFERENCES = {
     "sigmoid": (ref_act.sigmoid, ref_act.sigmoid_grad, True),
     "tanh": (ref_act.tanh, ref_act.tanh_grad, True),
@@ -203,6 +210,10 @@ def test_cpu_vector_math_rejects_bad_input():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="cpu_vector_math"):
         _C.cpu_vector_math("exp", x, read_only)
+    with pytest.raises(ValueError, match="cpu_vector_max: x is empty"):
+        _C.cpu_vector_max(np.ones(0))
+    with pytest.raises(TypeError, match="cpu_vector_max"):
+        _C.cpu_vector_max(np.ones(3, np.int64))
     buffer = np.ones(10, np.float32)
     with pytest.raises(ValueError, match="cpu_vector_math"):
         _C.cpu_vector_math("exp", buffer[:5], buffer[2:7])  # partial overlap

@@ -3,6 +3,7 @@ runs them on one forced SIMD path (see tests/simd_paths.py).
 
 The subprocess computes, on its path: each vector function (_C.cpu_vector_math) over a wide
 grid of inputs, on prefixes of every length up to a few registers and in place (the tails),
+the row maximum (_C.cpu_vector_max) on such lengths with NaN and -inf in various places,
 and the activations and softmax built on them, forward and backward; it saves the outputs.
 The test rebuilds the same inputs from the same seeds and compares with float64 references.
 
@@ -57,6 +58,19 @@ def prefix_input(dtype):
     return np.random.default_rng(11).standard_normal(600).astype(dtype) * 4
 
 
+def max_inputs(dtype, n):
+    """Arrays of length n for the max: random; NaN last, in the middle, first; all -inf; the
+    largest value last (in the tail after whole registers)."""
+    x = prefix_input(dtype)[:n]
+    variants = [x.copy() for _ in range(6)]
+    variants[1][n - 1] = np.nan
+    variants[2][n // 2] = np.nan
+    variants[3][0] = np.nan
+    variants[4][:] = -np.inf
+    variants[5][n - 1] = 100
+    return variants
+
+
 # (activation name, shape): sizes 1, odd, prime, a multiple of 256 plus one.
 ACTIVATIONS = ("sigmoid", "tanh", "gelu", "gelu_tanh")
 ACTIVATION_SHAPES = [(1,), (7,), (31,), (257,), (3, 173)]
@@ -96,6 +110,10 @@ def run_all(output_path):
             x = prefix_input(dtype)
             for n in PREFIX_LENGTHS:
                 outputs[f"prefix_{function}_{dtype}_{n}"] = apply(function, x[:n].copy())
+            if function == "exp":  # the max, once per dtype
+                for n in PREFIX_LENGTHS[1:]:
+                    outputs[f"max_{dtype}_{n}"] = np.array(
+                        [_C.cpu_vector_max(v) for v in max_inputs(dtype, n)])
             in_place = x.copy()
             apply(function, in_place, in_place)
             outputs[f"in_place_{function}_{dtype}"] = in_place

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "block_sum.h"
+#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/activation_math.h"
 #include "ranvier/vector_math.h"

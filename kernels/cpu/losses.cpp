@@ -11,12 +11,11 @@
 #include <cmath>
 #include <vector>
 
-#include "block_sum.h"
+#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/activation_math.h"
 #include "ranvier/loss_math.h"
 #include "ranvier/math.h"
-#include "ranvier/softmax_math.h"
 #include "ranvier/vector_math.h"
 
 namespace ranvier::cpu {
@@ -172,8 +171,7 @@ namespace {
 // row_log_sum_exp (loss_math.h) with the exps on the vector math, a block at a time.
 template <typename T>
 RowLogSumExp<T> vector_row_log_sum_exp(const T* z, int64_t classes) {
-  T row_max = z[0];
-  for (int64_t c = 1; c < classes; ++c) row_max = max_propagating_nan(row_max, z[c]);
+  const T row_max = vector_max(z, classes);
   Accum sum = 0;
   T shifted[kVectorBlock];
   for (int64_t start = 0; start < classes; start += kVectorBlock) {

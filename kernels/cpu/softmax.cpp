@@ -15,7 +15,7 @@
 #include <cmath>
 #include <vector>
 
-#include "block_sum.h"
+#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/math.h"
 #include "ranvier/softmax_math.h"
@@ -48,15 +48,19 @@ void for_each_line_run(int64_t begin, int64_t end, int64_t inner, Block&& block)
 // shift is one value (shift_stride 0) or one per element (shift_stride 1).
 template <typename T>
 void exp_shifted(const T* x, const T* shift, int64_t shift_stride, T* out, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) out[k] = x[k] - shift[k * shift_stride];
+  if (shift_stride == 0) {
+    const T shift_value = shift[0];  // one value: a plain loop the compiler vectorises
+    for (int64_t k = 0; k < n; ++k) out[k] = x[k] - shift_value;
+  } else {
+    for (int64_t k = 0; k < n; ++k) out[k] = x[k] - shift[k];
+  }
   vector_exp(out, out, n);
 }
 
 // One contiguous row of length dim (the inner == 1 fast path).
 template <typename T>
 void softmax_row(const T* x, T* y, int64_t dim, bool log) {
-  T row_max = x[0];
-  for (int64_t d = 1; d < dim; ++d) row_max = max_propagating_nan(row_max, x[d]);
+  const T row_max = vector_max(x, dim);
   Accum sum = 0;
   if (log) {
     // y may be x: the exps go to scratch, x is still needed.

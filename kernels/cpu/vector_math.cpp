@@ -6,6 +6,7 @@
 #include "ranvier/activation_math.h"
 #include "ranvier/math.h"
 #include "ranvier/simd_path.h"
+#include "ranvier/softmax_math.h"
 #include "vector_math_kernels.h"
 
 namespace ranvier::cpu {
@@ -73,11 +74,27 @@ void vector_erf<double>(const double* x, double* y, int64_t n) {
 
 #undef RANVIER_ON_PATH
 
+template <typename T>
+T vector_max(const T* x, int64_t n) {
+#if RANVIER_SIMD_X86
+  switch (simd_path()) {
+    case SimdPath::avx512: return vk::avx512::max_array(x, n);
+    case SimdPath::avx2: return vk::avx2::max_array(x, n);
+    default: break;
+  }
+#endif
+  T result = x[0];
+  for (int64_t i = 1; i < n; ++i) result = max_propagating_nan(result, x[i]);
+  return result;
+}
+
 template void vector_exp<float>(const float*, float*, int64_t);
 template void vector_exp<double>(const double*, double*, int64_t);
 template void vector_sigmoid<float>(const float*, float*, int64_t);
 template void vector_sigmoid<double>(const double*, double*, int64_t);
 template void vector_tanh<float>(const float*, float*, int64_t);
 template void vector_tanh<double>(const double*, double*, int64_t);
+template float vector_max<float>(const float*, int64_t);
+template double vector_max<double>(const double*, int64_t);
 
 }  // namespace ranvier::cpu

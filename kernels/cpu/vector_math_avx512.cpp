@@ -51,6 +51,8 @@ RANVIER_VM_TARGET void tanh_array(const double* x, double* y, int64_t n) {
 RANVIER_VM_TARGET void erf_array(const float* x, float* y, int64_t n) {
   map_lanes<float>(x, y, n, ErfOp{});
 }
+RANVIER_VM_TARGET float max_array(const float* x, int64_t n) { return max_of<float>(x, n); }
+RANVIER_VM_TARGET double max_array(const double* x, int64_t n) { return max_of<double>(x, n); }
 
 #undef RANVIER_VM_INLINE
 #undef RANVIER_VM_TARGET

@@ -33,4 +33,9 @@ void vector_tanh(const T* x, T* y, int64_t n);
 template <typename T>
 void vector_erf(const T* x, T* y, int64_t n);
 
+// The largest of x[0..n) for n >= 1, NaN if any is NaN (softmax_math.h's
+// max_propagating_nan over the array; which NaN is unspecified).
+template <typename T>
+T vector_max(const T* x, int64_t n);
+
 }  // namespace ranvier::cpu
