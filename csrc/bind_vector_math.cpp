@@ -11,7 +11,7 @@ namespace ranvier::binding {
 
 namespace {
 
-// out = f(x) elementwise on one thread; f is 'exp', 'sigmoid', 'tanh' or 'erf'.
+// out = f(x) elementwise on one thread; f is 'exp', 'sigmoid', 'tanh', 'erf', 'log' or 'log1p'.
 void cpu_vector_math(const std::string& function, py::handle x_obj, py::handle out_obj) {
   const char* op = "cpu_vector_math";
   const ArrayView x = view_array(x_obj, op, "x");
@@ -29,8 +29,11 @@ void cpu_vector_math(const std::string& function, py::handle x_obj, py::handle o
     if (function == "sigmoid") kernel = cpu::vector_sigmoid<T>;
     if (function == "tanh") kernel = cpu::vector_tanh<T>;
     if (function == "erf") kernel = cpu::vector_erf<T>;
+    if (function == "log") kernel = cpu::vector_log<T>;
+    if (function == "log1p") kernel = cpu::vector_log1p<T>;
     if (kernel == nullptr) {
-      fail_value(op, "function must be 'exp', 'sigmoid', 'tanh' or 'erf', got '" + function + "'");
+      fail_value(op, "function must be 'exp', 'sigmoid', 'tanh', 'erf', 'log' or 'log1p', got '" +
+                         function + "'");
     }
     py::gil_scoped_release nogil;
     kernel(x.ptr<T>(), out.ptr<T>(), x.numel());
@@ -56,7 +59,7 @@ double cpu_vector_max(py::handle x_obj) {
 void bind_vector_math(py::module_& m) {
   m.def("cpu_vector_math", &cpu_vector_math, py::arg("function"), py::arg("x"), py::arg("out"),
         "out = f(x) elementwise with the CPU vector math on the chosen SIMD path (one thread); "
-        "f is 'exp', 'sigmoid', 'tanh' or 'erf'. out may be x itself.");
+        "f is 'exp', 'sigmoid', 'tanh', 'erf', 'log' or 'log1p'. out may be x itself.");
   m.def("cpu_vector_max", &cpu_vector_max, py::arg("x"),
         "The largest element of x (NaN if any is NaN) with the CPU vector math, as a float.");
   m.def("cpu_simd_path", [] { return cpu::simd_path_name(cpu::simd_path()); },

@@ -1,4 +1,4 @@
-"""The CPU vector math (exp, sigmoid, tanh, erf over arrays) on every SIMD path this CPU runs.
+"""The CPU vector math (exp, sigmoid, tanh, erf, log, log1p over arrays, and the row max) on every SIMD path this CPU runs.
 
 Each path runs in its own subprocess (tests/simd_paths.py, cases in
 tests/vector_math_path_cases.py). Accuracy is asserted in ulps of the exact result against
@@ -22,7 +22,7 @@ from references import softmax as ref_softmax
 from simd_paths import PATHS, run_cases_on_path
 
 # Bounds in ulps of the exact result (subnormal results: in subnormal steps), every path.
-ULP_BOUNDS = {"exp": 2.0, "sigmoid": 3.0, "tanh": 3.0, "erf": 3.0}
+ULP_BOUNDS = {"exp": 2.0, "sigmoid": 3.0, "tanh": 3.0, "erf": 3.0, "log": 2.0, "log1p": 2.0}
 
 # A float64 output's exact value needs a wider reference: long double where it has a 64-bit
 # mantissa (x86-64 Linux); elsewhere float64 itself, which adds up to about one ulp.
@@ -47,6 +47,10 @@ def exact(function, x):
             return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
         if function == "tanh":
             return np.tanh(v)
+        if function == "log":
+            return np.log(v)
+        if function == "log1p":
+            return np.log1p(v)
     erf = np.frompyfunc(math.erf, 1, 1)
     return erf(x.astype(np.float64)).astype(np.float64).astype(wide)
 
@@ -121,6 +125,17 @@ def test_special_values(path_outputs, dtype):
         assert np.array_equal(actual, values, equal_nan=True), (function, actual)
         # signed zeros keep their sign
         assert np.array_equal(np.signbit(actual[3:5]), np.signbit(values[3:5])), function
+    nan, inf = np.nan, np.inf
+    # log and log1p where the result is exact (NaN, infinities, signed zeros, subnormals)
+    exact_positions = {
+        "log": ([0, 1, 2, 3, 4, 6, 8, 10], [nan, inf, nan, -inf, -inf, nan, nan, nan]),
+        "log1p": ([0, 1, 2, 3, 4, 5, 6, 10], [nan, inf, nan, 0.0, -0.0, tiny_sub, -tiny_sub, nan]),
+    }
+    for function, (positions, values) in exact_positions.items():
+        actual = path_outputs[f"grid_{function}_{dtype}"][-len(x):][positions]
+        values = np.array(values, dtype=dtype)
+        assert np.array_equal(actual, values, equal_nan=True), (function, actual)
+        assert np.array_equal(np.signbit(actual[3:5]), np.signbit(values[3:5])), function
     erf = path_outputs[f"grid_erf_{dtype}"][-len(x):]
     assert np.isnan(erf[0])
     assert np.array_equal(erf[[1, 2, 9, 10]], np.array([1, -1, 1, -1], dtype=dtype))
@@ -136,7 +151,7 @@ def test_every_length_and_in_place_give_the_same_values(path_outputs, function, 
     for n in cases.PREFIX_LENGTHS:
         prefix = path_outputs[f"prefix_{function}_{dtype}_{n}"]
         assert prefix.shape == (n,)
-        assert np.array_equal(prefix, whole[:n]), (function, dtype, n)
+        assert np.array_equal(prefix, whole[:n], equal_nan=True), (function, dtype, n)
     x = cases.prefix_input(dtype)
     errors, _, _ = ulp_errors(whole, exact(function, x), dtype)
     assert errors.max() <= ULP_BOUNDS[function] + _FLOAT64_REFERENCE_SLACK
@@ -198,8 +213,8 @@ def test_vector_math_runs_on_the_gemm_path():
 
 def test_cpu_vector_math_rejects_bad_input():
     x = np.ones(5, np.float32)
-    with pytest.raises(ValueError, match="cpu_vector_math: function must be 'exp'.*got 'log'"):
-        _C.cpu_vector_math("log", x, np.empty_like(x))
+    with pytest.raises(ValueError, match="cpu_vector_math: function must be 'exp'.*got 'cosh'"):
+        _C.cpu_vector_math("cosh", x, np.empty_like(x))
     with pytest.raises(TypeError, match="cpu_vector_math"):
         _C.cpu_vector_math("exp", np.ones(5, np.int32), np.empty(5, np.int32))
     with pytest.raises(TypeError, match="cpu_vector_math"):

@@ -14,16 +14,19 @@ import sys
 
 import numpy as np
 
-FUNCTIONS = ("exp", "sigmoid", "tanh", "erf")
+FUNCTIONS = ("exp", "sigmoid", "tanh", "erf", "log", "log1p")
 DTYPES = ("float32", "float64")
 
 # Where each function's interesting range ends (past overflow / saturation / the point where
-# the result rounds to its limit), per dtype.
+# the result rounds to its limit), per dtype; for log and log1p nearly the largest finite
+# value (linspace's end - start must not overflow).
 _RANGE_END = {
     ("exp", "float32"): 110.0, ("exp", "float64"): 760.0,
     ("sigmoid", "float32"): 120.0, ("sigmoid", "float64"): 760.0,
     ("tanh", "float32"): 12.0, ("tanh", "float64"): 25.0,
     ("erf", "float32"): 5.0, ("erf", "float64"): 7.0,
+    ("log", "float32"): 3e38, ("log", "float64"): 8e307,
+    ("log1p", "float32"): 3e38, ("log1p", "float64"): 8e307,
 }
 
 
@@ -38,14 +41,15 @@ def special_values(dtype):
 def grid(function, dtype):
     """The inputs for `function` in `dtype`: a dense linspace over the whole range (overflow,
     underflow through the subnormals, saturation), a denser one over [-1.5, 1.5] (the branch
-    switch points of tanh and erf), magnitudes of both signs from the smallest subnormal up,
-    random values, and the special values."""
+    switch points of tanh and erf; log near 1, log1p near 0 and -1), magnitudes of both signs
+    from the smallest subnormal up, random values, and the special values."""
     end = _RANGE_END[(function, dtype)]
     finfo = np.finfo(dtype)
     magnitudes = np.geomspace(float(finfo.smallest_subnormal), end, 20001)
     rng = np.random.default_rng(7)
     parts = [np.linspace(-end, end, 200_001), np.linspace(-1.5, 1.5, 60_001), magnitudes,
-             -magnitudes, rng.standard_normal(20_001) * (end / 4)]
+             -magnitudes, rng.standard_normal(20_001) * (end / 4),
+             -np.geomspace(1e-30, 1, 20001) + 1]  # log1p down to -1, log near 1
     return np.concatenate([p.astype(dtype) for p in parts] + [special_values(dtype)])
 
 

@@ -61,6 +61,16 @@ void vector_tanh(const T* x, T* y, int64_t n) {
   RANVIER_ON_PATH(tanh_array, x, y, n, [](T v) { return math_tanh(v); });
 }
 
+template <typename T>
+void vector_log(const T* x, T* y, int64_t n) {
+  RANVIER_ON_PATH(log_array, x, y, n, [](T v) { return math_log(v); });
+}
+
+template <typename T>
+void vector_log1p(const T* x, T* y, int64_t n) {
+  RANVIER_ON_PATH(log1p_array, x, y, n, [](T v) { return math_log1p(v); });
+}
+
 template <>
 void vector_erf<float>(const float* x, float* y, int64_t n) {
   RANVIER_ON_PATH(erf_array, x, y, n, [](float v) { return math_erf(v); });
@@ -94,6 +104,10 @@ template void vector_sigmoid<float>(const float*, float*, int64_t);
 template void vector_sigmoid<double>(const double*, double*, int64_t);
 template void vector_tanh<float>(const float*, float*, int64_t);
 template void vector_tanh<double>(const double*, double*, int64_t);
+template void vector_log<float>(const float*, float*, int64_t);
+template void vector_log<double>(const double*, double*, int64_t);
+template void vector_log1p<float>(const float*, float*, int64_t);
+template void vector_log1p<double>(const double*, double*, int64_t);
 template float vector_max<float>(const float*, int64_t);
 template double vector_max<double>(const double*, int64_t);
 

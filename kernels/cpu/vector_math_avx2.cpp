@@ -4,6 +4,7 @@
 // that has them.
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "vector_math_kernels.h"
@@ -50,6 +51,18 @@ RANVIER_VM_TARGET void tanh_array(const double* x, double* y, int64_t n) {
 }
 RANVIER_VM_TARGET void erf_array(const float* x, float* y, int64_t n) {
   map_lanes<float>(x, y, n, ErfOp{});
+}
+RANVIER_VM_TARGET void log_array(const float* x, float* y, int64_t n) {
+  map_lanes<float>(x, y, n, LogOp<float>{});
+}
+RANVIER_VM_TARGET void log_array(const double* x, double* y, int64_t n) {
+  map_lanes<double>(x, y, n, LogOp<double>{});
+}
+RANVIER_VM_TARGET void log1p_array(const float* x, float* y, int64_t n) {
+  map_lanes<float>(x, y, n, Log1pOp<float>{});
+}
+RANVIER_VM_TARGET void log1p_array(const double* x, double* y, int64_t n) {
+  map_lanes<double>(x, y, n, Log1pOp<double>{});
 }
 RANVIER_VM_TARGET float max_array(const float* x, int64_t n) { return max_of<float>(x, n); }
 RANVIER_VM_TARGET double max_array(const double* x, int64_t n) { return max_of<double>(x, n); }

@@ -18,6 +18,10 @@
   void tanh_array(const double* x, double* y, int64_t n);                   \
   /* float only: float64 erf stays on the scalar libm erf on every path */ \
   void erf_array(const float* x, float* y, int64_t n);                      \
+  void log_array(const float* x, float* y, int64_t n);                      \
+  void log_array(const double* x, double* y, int64_t n);                    \
+  void log1p_array(const float* x, float* y, int64_t n);                    \
+  void log1p_array(const double* x, double* y, int64_t n);                  \
   float max_array(const float* x, int64_t n);                               \
   double max_array(const double* x, int64_t n);
 

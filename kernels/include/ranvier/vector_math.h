@@ -16,6 +16,10 @@
 //   sigmoid    3 ulp   [1.85]      3 ulp   [2.04]          sigmoid(-inf) = 0, (+inf) = 1
 //   tanh       3 ulp   [0.97]      3 ulp   [1.29]          tanh(+-inf) = +-1, tanh(+-0) = +-0
 //   erf        3 ulp   [2.30]      scalar erf, all paths   erf(+-inf) = +-1, erf(+-0) = +-0
+//   log        2 ulp   [0.82]      2 ulp   [1.07]          log(+-0) = -inf, log(x < 0) = NaN,
+//                                                          log(+inf) = +inf
+//   log1p      2 ulp   [1.43]      2 ulp   [1.38]          log1p(-1) = -inf, (x < -1) = NaN,
+//                                                          log1p(+-0) = +-0, (+inf) = +inf
 //
 // NaN inputs give NaN outputs.
 #pragma once
@@ -32,6 +36,11 @@ template <typename T>
 void vector_tanh(const T* x, T* y, int64_t n);
 template <typename T>
 void vector_erf(const T* x, T* y, int64_t n);
+template <typename T>
+void vector_log(const T* x, T* y, int64_t n);
+// log(1 + x), accurate for small x.
+template <typename T>
+void vector_log1p(const T* x, T* y, int64_t n);
 
 // The largest of x[0..n) for n >= 1, NaN if any is NaN (softmax_math.h's
 // max_propagating_nan over the array; which NaN is unspecified).
