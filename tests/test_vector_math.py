@@ -18,6 +18,7 @@ from ranvier import _C
 
 import vector_math_path_cases as cases
 from references import activations as ref_act
+from references import losses as ref_loss
 from references import softmax as ref_softmax
 from simd_paths import PATHS, run_cases_on_path
 
@@ -232,3 +233,31 @@ def test_cpu_vector_math_rejects_bad_input():
     buffer = np.ones(10, np.float32)
     with pytest.raises(ValueError, match="cpu_vector_math"):
         _C.cpu_vector_math("exp", buffer[:5], buffer[2:7])  # partial overlap
+
+
+@pytest.mark.parametrize("dtype", cases.DTYPES)
+@pytest.mark.parametrize("index", range(len(cases.LOSS_CASES)),
+                         ids=[f"{n}-{r}" for n, r in cases.LOSS_CASES])
+def test_losses_match_reference(path_outputs, index, dtype):
+    name, reduction = cases.LOSS_CASES[index]
+    x, target, pos_weight, g = cases.loss_inputs(dtype, index)
+    if name == "bce":
+        expected = ref_loss.bce(x, target, reduction=reduction)
+        with np.errstate(divide="ignore"):  # p = 0 and 1: not compared, see below
+            expected_grad = ref_loss.bce_grad(x, target, g, reduction=reduction)
+    elif name == "bce_with_logits":
+        expected = ref_loss.bce_logits(x, target, pos_weight=pos_weight, reduction=reduction)
+        expected_grad = ref_loss.bce_logits_grad(x, target, g, pos_weight=pos_weight,
+                                                 reduction=reduction)
+    else:
+        expected = ref_loss.cross_entropy(x, target, reduction=reduction)
+        expected_grad = ref_loss.cross_entropy_grad(x, target, g, reduction=reduction)
+    # As tests/test_ops_losses.py: tol for the losses, 5x / 10x for the gradients.
+    np.testing.assert_allclose(path_outputs[f"loss_{dtype}_{index}"], expected, **tol(dtype))
+    grad = path_outputs[f"loss_grad_{dtype}_{index}"]
+    if name == "bce":
+        # p = 0, 1, ~0, ~1 come first: the kernel bounds p (1 - p) below by 1e-12 as PyTorch
+        # does, the reference does not; its gradient is checked from the 5th element on.
+        grad, expected_grad = grad[4:], expected_grad[4:]
+    np.testing.assert_allclose(grad, expected_grad, rtol=tol(dtype)["rtol"] * 5,
+                               atol=tol(dtype)["atol"] * 10)

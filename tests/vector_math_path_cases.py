@@ -4,7 +4,8 @@ runs them on one forced SIMD path (see tests/simd_paths.py).
 The subprocess computes, on its path: each vector function (_C.cpu_vector_math) over a wide
 grid of inputs, on prefixes of every length up to a few registers and in place (the tails),
 the row maximum (_C.cpu_vector_max) on such lengths with NaN and -inf in various places,
-and the activations and softmax built on them, forward and backward; it saves the outputs.
+and the activations, softmax and losses built on them, forward and backward; it saves the
+outputs.
 The test rebuilds the same inputs from the same seeds and compares with float64 references.
 
     python tests/vector_math_path_cases.py OUTPUT.npz      # the subprocess side
@@ -99,6 +100,37 @@ def softmax_inputs(dtype, index):
     return (rng.standard_normal(shape) * 4).astype(dtype), rng.standard_normal(shape).astype(dtype)
 
 
+# The losses with exp/log on the vector math: (name, reduction), inputs from loss_inputs.
+LOSS_CASES = [("bce", "none"), ("bce", "mean"), ("bce_with_logits", "none"),
+              ("bce_with_logits", "sum"), ("cross_entropy", "none"), ("cross_entropy", "mean")]
+
+
+def loss_inputs(dtype, index):
+    """(inputs, target, pos_weight or None, grad_output) of LOSS_CASES[index]: probabilities
+    including exact 0 and 1 (the -100 log floor); logits up to +-60 with a pos_weight per
+    class; cross-entropy rows past one 256-element block."""
+    name, reduction = LOSS_CASES[index]
+    rng = np.random.default_rng(300 + index)
+    pos_weight = None
+    if name == "bce":
+        x = rng.uniform(0, 1, 601)
+        x[:4] = [0.0, 1.0, 1e-30, 1 - 1e-12]
+        target = rng.uniform(0, 1, x.shape)
+    elif name == "bce_with_logits":
+        x = rng.standard_normal((7, 61)) * 12
+        x[0, :4] = [60.0, -60.0, 0.0, 1e-8]
+        target = (rng.uniform(0, 1, x.shape) < 0.5).astype(float)
+        pos_weight = rng.uniform(0.5, 3.0, 61)
+    else:
+        x = rng.standard_normal((5, 300)) * 4
+        target = rng.integers(0, 300, 5)
+    g_shape = (target.shape if name == "cross_entropy" else x.shape) if reduction == "none" else ()
+    g = rng.uniform(0.5, 2.0, g_shape)
+    cast = (lambda a: None if a is None else a.astype(dtype))
+    return (x.astype(dtype), target if name == "cross_entropy" else target.astype(dtype),
+            cast(pos_weight), np.asarray(g, dtype=dtype))
+
+
 def run_all(output_path):
     from ranvier import _C, ops
 
@@ -142,6 +174,21 @@ def run_all(output_path):
                 outputs[f"softmax_{int(log)}_{dtype}_{index}"] = y
                 if with_backward:
                     outputs[f"softmax_grad_{int(log)}_{dtype}_{index}"] = f_backward(y, g, axis=axis)
+        for index, (name, reduction) in enumerate(LOSS_CASES):
+            x, target, pos_weight, g = loss_inputs(dtype, index)
+            if name == "bce":
+                loss = ops.binary_cross_entropy(x, target, reduction=reduction)
+                grad = ops.binary_cross_entropy_backward(x, target, g, reduction=reduction)
+            elif name == "bce_with_logits":
+                loss = ops.binary_cross_entropy_with_logits(x, target, pos_weight=pos_weight,
+                                                            reduction=reduction)
+                grad = ops.binary_cross_entropy_with_logits_backward(
+                    x, target, g, pos_weight=pos_weight, reduction=reduction)
+            else:
+                loss = ops.cross_entropy(x, target, reduction=reduction)
+                grad = ops.cross_entropy_backward(x, target, g, reduction=reduction)
+            outputs[f"loss_{dtype}_{index}"] = loss
+            outputs[f"loss_grad_{dtype}_{index}"] = grad
     np.savez(output_path, **outputs)
     print(f"path={_C.cpu_simd_path()}")
 

@@ -52,22 +52,48 @@ std::array<Accum, K> deterministic_sums(int64_t n, int64_t block, int64_t cost_p
 }
 
 // Writes loss(i) into out (None) or its reduction into out[0]. `loss(i)` returns Accum.
-template <typename T, typename Loss>
-void reduce_elementwise_loss(T* out, int64_t n, Reduction reduction, int64_t cost, Loss&& loss) {
+// Writes the losses into out (None) or their reduction into out[0].
+// block_losses(start, length, losses) writes the losses of items [start, start + length),
+// length <= kVectorBlock, into losses[0..length) (a block at a time, so that a loss can run
+// its transcendental functions on the vector math).
+template <typename T, typename BlockLosses>
+void reduce_elementwise_loss(T* out, int64_t n, Reduction reduction, int64_t cost,
+                             BlockLosses&& block_losses) {
+  // Calls use(start, length, losses) for the blocks of [begin, end).
+  const auto for_each_block = [&](int64_t begin, int64_t end, auto&& use) {
+    Accum losses[kVectorBlock];
+    for (int64_t start = begin; start < end; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, end - start);
+      block_losses(start, length, losses);
+      use(start, length, losses);
+    }
+  };
   if (reduction == Reduction::None) {
     parallel_for(n, cost, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<T>(loss(i));
+      for_each_block(begin, end, [&](int64_t start, int64_t length, const Accum* losses) {
+        for (int64_t k = 0; k < length; ++k) out[start + k] = static_cast<T>(losses[k]);
+      });
     });
     return;
   }
   const auto sums = deterministic_sums<1>(n, kReduceBlock, cost, [&](int64_t begin, int64_t end, Accum* acc) {
     Accum s = 0;
-    for (int64_t i = begin; i < end; ++i) s += loss(i);
+    for_each_block(begin, end, [&](int64_t, int64_t length, const Accum* losses) {
+      for (int64_t k = 0; k < length; ++k) s += losses[k];
+    });
     acc[0] += s;
   });
   // Mean over no elements is 0/0 = NaN, as PyTorch.
   const Accum value = reduction == Reduction::Mean ? sums[0] / static_cast<Accum>(n) : sums[0];
   out[0] = static_cast<T>(value);
+}
+
+// reduce_elementwise_loss's block_losses from a per-item loss(i) (returning Accum).
+template <typename Loss>
+auto each_item(Loss&& loss) {
+  return [&loss](int64_t start, int64_t length, Accum* losses) {
+    for (int64_t k = 0; k < length; ++k) losses[k] = loss(start + k);
+  };
 }
 
 // The factor every element's gradient is multiplied by: dout[i] (None), dout[0] / n (Mean)
@@ -90,9 +116,9 @@ struct GradScale {
 
 template <typename T>
 void mse_loss_forward(const T* pred, const T* target, T* out, int64_t n, Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 2, [&](int64_t i) {
+  reduce_elementwise_loss(out, n, reduction, 2, each_item([&](int64_t i) {
     return mse_term(pred[i], target[i]);
-  });
+  }));
 }
 
 template <typename T>
@@ -110,8 +136,19 @@ void mse_loss_backward(const T* pred, const T* target, const T* dout, T* dpred, 
 template <typename T>
 void bce_loss_forward(const T* prob, const T* target, const T* weight, T* out, int64_t n,
                       Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    return weighted_loss(weight, i, bce_term(prob[i], target[i]));
+  // bce_term with log(p) and log1p(-p) on the vector math.
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t start, int64_t length, Accum* losses) {
+    Accum log1p_minus_p[kVectorBlock];
+    for (int64_t k = 0; k < length; ++k) {
+      losses[k] = static_cast<Accum>(prob[start + k]);
+      log1p_minus_p[k] = -static_cast<Accum>(prob[start + k]);
+    }
+    vector_log(losses, losses, length);
+    vector_log1p(log1p_minus_p, log1p_minus_p, length);
+    for (int64_t k = 0; k < length; ++k) {
+      const int64_t i = start + k;
+      losses[k] = weighted_loss(weight, i, bce_term_from_logs(losses[k], log1p_minus_p[k], target[i]));
+    }
   });
 }
 
@@ -135,8 +172,19 @@ void bce_loss_backward(const T* prob, const T* target, const T* weight, const T*
 template <typename T>
 void bce_with_logits_forward(const T* logits, const T* target, const T* weight, const T* pos_weight,
                              T* out, int64_t n, int64_t classes, Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    return weighted_loss(weight, i, bce_with_logits_term(logits[i], target[i], pos_weight, i, classes));
+  // bce_with_logits_term with softplus(-z)'s log1p(exp(-|z|)) on the vector math.
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t start, int64_t length, Accum* losses) {
+    for (int64_t k = 0; k < length; ++k) losses[k] = -math_abs(static_cast<Accum>(logits[start + k]));
+    vector_exp(losses, losses, length);
+    vector_log1p(losses, losses, length);
+    for (int64_t k = 0; k < length; ++k) {
+      const int64_t i = start + k;
+      const Accum z = static_cast<Accum>(logits[i]);
+      const Accum softplus = softplus_neg_from_log1p(z, losses[k]);
+      losses[k] = weighted_loss(weight, i,
+                                bce_with_logits_term_from_softplus(z, static_cast<Accum>(target[i]), softplus,
+                                                                   pos_weight, i, classes));
+    }
   });
 }
 

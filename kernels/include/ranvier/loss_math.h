@@ -52,10 +52,14 @@ RANVIER_HD T mse_grad(T pred, T target, T scale) {
 }
 
 // ---- binary cross-entropy on probabilities p in [0, 1] with targets t (unweighted)
+// The same from log(p) and log1p(-p) (the CPU kernel computes the logs a block at a time).
+RANVIER_HD LossAccum bce_term_from_logs(LossAccum log_p, LossAccum log1p_minus_p, LossAccum t) {
+  const LossAccum log_p_floored = loss_max(log_p, kBceLogFloor);
+  const LossAccum log_1mp_floored = loss_max(log1p_minus_p, kBceLogFloor);
+  return -(t * log_p_floored + (LossAccum(1) - t) * log_1mp_floored);
+}
 RANVIER_HD LossAccum bce_term(LossAccum p, LossAccum t) {
-  const LossAccum log_p = loss_max(math_log(p), kBceLogFloor);
-  const LossAccum log_1mp = loss_max(math_log1p(-p), kBceLogFloor);
-  return -(t * log_p + (LossAccum(1) - t) * log_1mp);
+  return bce_term_from_logs(math_log(p), math_log1p(-p), t);
 }
 // d/dp = (p - t) / (p (1 - p)), the denominator bounded below as PyTorch does.
 RANVIER_HD LossAccum bce_grad(LossAccum p, LossAccum t) {
@@ -64,18 +68,28 @@ RANVIER_HD LossAccum bce_grad(LossAccum p, LossAccum t) {
 
 // ---- binary cross-entropy on logits z with targets t and positive weight pw (1 without)
 // softplus(-z) = log(1 + exp(-z)) = log1p(exp(-|z|)) + max(-z, 0), without overflow.
+// ... from l = log1p(exp(-|z|)) (the CPU kernel computes it a block at a time).
+RANVIER_HD LossAccum softplus_neg_from_log1p(LossAccum z, LossAccum l) {
+  return l + loss_max(-z, LossAccum(0));
+}
 RANVIER_HD LossAccum softplus_neg(LossAccum z) {
-  return math_log1p(math_exp(-math_abs(z))) + loss_max(-z, LossAccum(0));
+  return softplus_neg_from_log1p(z, math_log1p(math_exp(-math_abs(z))));
 }
 // loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z); with pw = 1 this is the familiar
 // max(z, 0) - z t + log1p(exp(-|z|)). `pos_weight` may be null.
+// (`softplus` is softplus_neg(z).)
 template <typename T>
-RANVIER_HD LossAccum bce_with_logits_term(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
-                                          int64_t classes) {
+RANVIER_HD LossAccum bce_with_logits_term_from_softplus(LossAccum z, LossAccum t, LossAccum softplus,
+                                                        const T* pos_weight, int64_t i, int64_t classes) {
   const LossAccum log_weight =
       pos_weight ? LossAccum(1) + (static_cast<LossAccum>(pos_weight[i % classes]) - LossAccum(1)) * t
                  : LossAccum(1);
-  return (LossAccum(1) - t) * z + log_weight * softplus_neg(z);
+  return (LossAccum(1) - t) * z + log_weight * softplus;
+}
+template <typename T>
+RANVIER_HD LossAccum bce_with_logits_term(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
+                                          int64_t classes) {
+  return bce_with_logits_term_from_softplus(z, t, softplus_neg(z), pos_weight, i, classes);
 }
 // d/dz = (1 + (pw - 1) t) sigmoid(z) - pw t; with pw = 1: sigmoid(z) - t.
 // The same from s = sigmoid(z) (the CPU kernel computes the sigmoids a block at a time).
