@@ -16,5 +16,7 @@ void bind_pooling(pybind11::module_& m);
 void bind_batch_norm(pybind11::module_& m);
 // convolution (issue 3)
 void bind_conv(pybind11::module_& m);
+// CPU vector math (issue 5)
+void bind_vector_math(pybind11::module_& m);
 
 }  // namespace ranvier::binding

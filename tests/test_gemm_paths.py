@@ -7,8 +7,6 @@ are skipped with the reason. Shapes, transposes, alpha/beta and batches: gemm_pa
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,31 +16,11 @@ from ranvier import _C
 
 import gemm_path_cases as cases
 from references.matmul import matmul as reference_matmul
+from simd_paths import BEST_PATH, PATHS, path_unavailable, run_cases_on_path, run_python
 
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-PATHS = ("portable", "avx2", "avx512")
-
-
-def path_unavailable(path):
-    """Why this CPU cannot run `path`, or None when it can."""
-    features = _C.cpu_features()
-    if path == "avx2" and not (features["avx2"] and features["fma"]):
-        return "this CPU lacks AVX2+FMA"
-    if path == "avx512" and not features["avx512f"]:
-        return "this CPU lacks AVX-512F"
-    return None
-
-
-BEST_PATH = next(p for p in ("avx512", "avx2", "portable") if path_unavailable(p) is None)
 # Every path on one thread; the thread split (rows, or columns when rows are few) is the same
 # code for every path, so two threads run on the best path only.
 CONFIGS = [(p, 1) for p in PATHS] + [(BEST_PATH, 2)]
-
-
-def run_python(code_or_args, path, threads=1):
-    env = dict(os.environ, RANVIER_CPU_PATH=path, OMP_NUM_THREADS=str(threads))
-    return subprocess.run([sys.executable, *code_or_args], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=TESTS_DIR)
 
 
 @pytest.fixture(scope="module", params=CONFIGS,
@@ -50,17 +28,8 @@ def run_python(code_or_args, path, threads=1):
 def path_outputs(request, tmp_path_factory):
     """Every case's output computed by a subprocess forced onto one path and thread count."""
     path, threads = request.param
-    reason = path_unavailable(path)
-    if reason:
-        pytest.skip(f"{path} path not run: {reason}")
-    output = tmp_path_factory.mktemp(f"gemm_{path}_{threads}") / "outputs.npz"
-    completed = run_python([os.path.join(TESTS_DIR, "gemm_path_cases.py"), str(output)], path,
-                           threads)
-    assert completed.returncode == 0, completed.stderr
-    assert f"path={path}" in completed.stdout, (completed.stdout, completed.stderr)
-    assert "ranvier:" not in completed.stderr  # no fallback warning: the forced path ran
-    with np.load(output) as data:
-        return {key: data[key] for key in data.files}
+    return run_cases_on_path("gemm_path_cases.py", path, threads,
+                             tmp_path_factory.mktemp(f"gemm_{path}_{threads}"))
 
 
 _product_cache = {}

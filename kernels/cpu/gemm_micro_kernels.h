@@ -14,12 +14,10 @@
 #pragma once
 #include <cstdint>
 
-// The SIMD paths need GCC/Clang target attributes and x86-64 intrinsics.
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define RANVIER_GEMM_X86 1
-#else
-#define RANVIER_GEMM_X86 0
-#endif
+#include "ranvier/simd_path.h"
+
+// The SIMD micro-kernels exist where the SIMD paths do (x86-64 with GCC/Clang).
+#define RANVIER_GEMM_X86 RANVIER_SIMD_X86
 
 namespace ranvier::cpu::gemm_kernels {
 

@@ -11,10 +11,12 @@
 #include <cmath>
 #include <vector>
 
+#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/activation_math.h"
 #include "ranvier/loss_math.h"
 #include "ranvier/math.h"
+#include "ranvier/vector_math.h"
 
 namespace ranvier::cpu {
 
@@ -50,22 +52,48 @@ std::array<Accum, K> deterministic_sums(int64_t n, int64_t block, int64_t cost_p
 }
 
 // Writes loss(i) into out (None) or its reduction into out[0]. `loss(i)` returns Accum.
-template <typename T, typename Loss>
-void reduce_elementwise_loss(T* out, int64_t n, Reduction reduction, int64_t cost, Loss&& loss) {
+// Writes the losses into out (None) or their reduction into out[0].
+// block_losses(start, length, losses) writes the losses of items [start, start + length),
+// length <= kVectorBlock, into losses[0..length) (a block at a time, so that a loss can run
+// its transcendental functions on the vector math).
+template <typename T, typename BlockLosses>
+void reduce_elementwise_loss(T* out, int64_t n, Reduction reduction, int64_t cost,
+                             BlockLosses&& block_losses) {
+  // Calls use(start, length, losses) for the blocks of [begin, end).
+  const auto for_each_block = [&](int64_t begin, int64_t end, auto&& use) {
+    Accum losses[kVectorBlock];
+    for (int64_t start = begin; start < end; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, end - start);
+      block_losses(start, length, losses);
+      use(start, length, losses);
+    }
+  };
   if (reduction == Reduction::None) {
     parallel_for(n, cost, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<T>(loss(i));
+      for_each_block(begin, end, [&](int64_t start, int64_t length, const Accum* losses) {
+        for (int64_t k = 0; k < length; ++k) out[start + k] = static_cast<T>(losses[k]);
+      });
     });
     return;
   }
   const auto sums = deterministic_sums<1>(n, kReduceBlock, cost, [&](int64_t begin, int64_t end, Accum* acc) {
     Accum s = 0;
-    for (int64_t i = begin; i < end; ++i) s += loss(i);
+    for_each_block(begin, end, [&](int64_t, int64_t length, const Accum* losses) {
+      for (int64_t k = 0; k < length; ++k) s += losses[k];
+    });
     acc[0] += s;
   });
   // Mean over no elements is 0/0 = NaN, as PyTorch.
   const Accum value = reduction == Reduction::Mean ? sums[0] / static_cast<Accum>(n) : sums[0];
   out[0] = static_cast<T>(value);
+}
+
+// reduce_elementwise_loss's block_losses from a per-item loss(i) (returning Accum).
+template <typename Loss>
+auto each_item(Loss&& loss) {
+  return [&loss](int64_t start, int64_t length, Accum* losses) {
+    for (int64_t k = 0; k < length; ++k) losses[k] = loss(start + k);
+  };
 }
 
 // The factor every element's gradient is multiplied by: dout[i] (None), dout[0] / n (Mean)
@@ -88,9 +116,9 @@ struct GradScale {
 
 template <typename T>
 void mse_loss_forward(const T* pred, const T* target, T* out, int64_t n, Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 2, [&](int64_t i) {
+  reduce_elementwise_loss(out, n, reduction, 2, each_item([&](int64_t i) {
     return mse_term(pred[i], target[i]);
-  });
+  }));
 }
 
 template <typename T>
@@ -108,8 +136,19 @@ void mse_loss_backward(const T* pred, const T* target, const T* dout, T* dpred, 
 template <typename T>
 void bce_loss_forward(const T* prob, const T* target, const T* weight, T* out, int64_t n,
                       Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    return weighted_loss(weight, i, bce_term(prob[i], target[i]));
+  // bce_term with log(p) and log1p(-p) on the vector math.
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t start, int64_t length, Accum* losses) {
+    Accum log1p_minus_p[kVectorBlock];
+    for (int64_t k = 0; k < length; ++k) {
+      losses[k] = static_cast<Accum>(prob[start + k]);
+      log1p_minus_p[k] = -static_cast<Accum>(prob[start + k]);
+    }
+    vector_log(losses, losses, length);
+    vector_log1p(log1p_minus_p, log1p_minus_p, length);
+    for (int64_t k = 0; k < length; ++k) {
+      const int64_t i = start + k;
+      losses[k] = weighted_loss(weight, i, bce_term_from_logs(losses[k], log1p_minus_p[k], target[i]));
+    }
   });
 }
 
@@ -133,8 +172,19 @@ void bce_loss_backward(const T* prob, const T* target, const T* weight, const T*
 template <typename T>
 void bce_with_logits_forward(const T* logits, const T* target, const T* weight, const T* pos_weight,
                              T* out, int64_t n, int64_t classes, Reduction reduction) {
-  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t i) {
-    return weighted_loss(weight, i, bce_with_logits_term(logits[i], target[i], pos_weight, i, classes));
+  // bce_with_logits_term with softplus(-z)'s log1p(exp(-|z|)) on the vector math.
+  reduce_elementwise_loss(out, n, reduction, 40, [&](int64_t start, int64_t length, Accum* losses) {
+    for (int64_t k = 0; k < length; ++k) losses[k] = -math_abs(static_cast<Accum>(logits[start + k]));
+    vector_exp(losses, losses, length);
+    vector_log1p(losses, losses, length);
+    for (int64_t k = 0; k < length; ++k) {
+      const int64_t i = start + k;
+      const Accum z = static_cast<Accum>(logits[i]);
+      const Accum softplus = softplus_neg_from_log1p(z, losses[k]);
+      losses[k] = weighted_loss(weight, i,
+                                bce_with_logits_term_from_softplus(z, static_cast<Accum>(target[i]), softplus,
+                                                                   pos_weight, i, classes));
+    }
   });
 }
 
@@ -144,10 +194,18 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
                               Reduction reduction) {
   const GradScale<T> scale(dout, n, reduction);
   parallel_for(n, 20, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Accum grad = bce_with_logits_grad(logits[i], target[i], pos_weight, i, classes);
-      const Accum w = element_weight(weight, i);
-      dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+    // The sigmoids in double, a block at a time on the vector math.
+    Accum sigmoid[kVectorBlock] = {};
+    for (int64_t start = begin; start < end; start += kVectorBlock) {
+      const int64_t length = std::min(kVectorBlock, end - start);
+      for (int64_t k = 0; k < length; ++k) sigmoid[k] = static_cast<Accum>(logits[start + k]);
+      vector_sigmoid(sigmoid, sigmoid, length);
+      for (int64_t k = 0; k < length; ++k) {
+        const int64_t i = start + k;
+        const Accum grad = bce_with_logits_grad_from_sigmoid(sigmoid[k], target[i], pos_weight, i, classes);
+        const Accum w = element_weight(weight, i);
+        dlogits[i] = static_cast<T>(grad * w * static_cast<Accum>(scale[i]));
+      }
     }
   });
 }
@@ -157,6 +215,27 @@ void bce_with_logits_backward(const T* logits, const T* target, const T* weight,
 // (may be null); out (rows) or (1); dout (rows) or (1)
 
 namespace {
+
+// row_log_sum_exp (loss_math.h) with the exps on the vector math, a block at a time.
+template <typename T>
+RowLogSumExp<T> vector_row_log_sum_exp(const T* z, int64_t classes) {
+  const T row_max = vector_max(z, classes);
+  Accum sum = 0;
+  T shifted[kVectorBlock];
+  for (int64_t start = 0; start < classes; start += kVectorBlock) {
+    const int64_t length = std::min(kVectorBlock, classes - start);
+    for (int64_t k = 0; k < length; ++k) shifted[k] = z[start + k] - row_max;
+    vector_exp(shifted, shifted, length);
+    sum += sum_in_double(shifted, length);
+  }
+  return {row_max, math_log(sum)};
+}
+
+// cross_entropy_row on the vector math.
+template <typename T>
+Accum vector_cross_entropy_row(const T* z, int64_t classes, int64_t t, Accum w) {
+  return cross_entropy_row_from(z, vector_row_log_sum_exp(z, classes), t, w);
+}
 
 // Sum of the weights of the rows that are not ignored: the divisor of the mean.
 template <typename T>
@@ -183,7 +262,7 @@ void cross_entropy_forward(const T* logits, const int64_t* target, const T* clas
       for (int64_t r = begin; r < end; ++r) {
         const int64_t t = target[r];
         out[r] = t == ignore_index ? T(0)
-                                   : static_cast<T>(cross_entropy_row(logits + r * classes, classes, t,
+                                   : static_cast<T>(vector_cross_entropy_row(logits + r * classes, classes, t,
                                                                       class_weight_of(class_weight, t)));
       }
     });
@@ -198,7 +277,7 @@ void cross_entropy_forward(const T* logits, const int64_t* target, const T* clas
       const int64_t t = target[r];
       if (t == ignore_index) continue;
       const Accum w = class_weight_of(class_weight, t);
-      loss += cross_entropy_row(logits + r * classes, classes, t, w);
+      loss += vector_cross_entropy_row(logits + r * classes, classes, t, w);
       weight += w;
     }
     acc[0] += loss;
@@ -230,8 +309,17 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
       }
       const Accum g = class_weight_of(class_weight, t) *
                       (reduction == Reduction::None ? static_cast<Accum>(dout[r]) : reduced_scale);
-      const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
-      for (int64_t c = 0; c < classes; ++c) dz[c] = cross_entropy_grad(z[c], lse, c == t, g);
+      const RowLogSumExp<T> lse = vector_row_log_sum_exp(z, classes);
+      // cross_entropy_grad with softmax(z) in double a block at a time on the vector math.
+      Accum softmax[kVectorBlock];
+      for (int64_t start = 0; start < classes; start += kVectorBlock) {
+        const int64_t length = std::min(kVectorBlock, classes - start);
+        for (int64_t k = 0; k < length; ++k) softmax[k] = cross_entropy_log_softmax(z[start + k], lse);
+        vector_exp(softmax, softmax, length);
+        for (int64_t k = 0; k < length; ++k) {
+          dz[start + k] = cross_entropy_grad_from_softmax<T>(softmax[k], start + k == t, g);
+        }
+      }
     }
   });
 }

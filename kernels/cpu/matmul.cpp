@@ -30,10 +30,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <new>
-#include <string>
 
 #include "gemm_micro_kernels.h"
 #include "parallel.h"
@@ -84,88 +81,10 @@ void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64
 
 }  // namespace gemm_kernels::portable
 
-// --- choosing the path ------------------------------------------------------------------------
+// --- the path (ranvier/simd_path.h, shared with the vector math) -------------------------------
 
-CpuFeatures cpu_features() {
-  static const CpuFeatures features = [] {
-    CpuFeatures f;
-#if RANVIER_GEMM_X86
-    __builtin_cpu_init();
-    // GCC's and Clang's checks include the OS's support for the wider register state (XCR0).
-    f.avx2 = __builtin_cpu_supports("avx2");
-    f.fma = __builtin_cpu_supports("fma");
-    f.avx512f = __builtin_cpu_supports("avx512f");
-#endif
-    return f;
-  }();
-  return features;
-}
-
-namespace {
-
-enum class GemmPath { portable, avx2, avx512 };
-
-const char* path_name(GemmPath path) {
-  switch (path) {
-    case GemmPath::avx512: return "avx512";
-    case GemmPath::avx2: return "avx2";
-    default: return "portable";
-  }
-}
-
-bool path_supported(GemmPath path) {
-  const CpuFeatures f = cpu_features();
-#if RANVIER_GEMM_X86
-  if (path == GemmPath::avx512) return f.avx512f;
-  if (path == GemmPath::avx2) return f.avx2 && f.fma;
-#else
-  (void)f;
-  if (path != GemmPath::portable) return false;
-#endif
-  return true;
-}
-
-GemmPath best_supported_path() {
-  if (path_supported(GemmPath::avx512)) return GemmPath::avx512;
-  if (path_supported(GemmPath::avx2)) return GemmPath::avx2;
-  return GemmPath::portable;
-}
-
-const std::string& requested_path() {
-  static const std::string requested = [] {
-    const char* value = std::getenv("RANVIER_CPU_PATH");
-    return std::string(value != nullptr ? value : "");
-  }();
-  return requested;
-}
-
-// Once per process: RANVIER_CPU_PATH if it names a path this CPU runs, else the best one.
-GemmPath chosen_path() {
-  static const GemmPath path = [] {
-    const std::string& requested = requested_path();
-    const GemmPath best = best_supported_path();
-    if (requested.empty()) return best;
-    for (GemmPath candidate : {GemmPath::avx512, GemmPath::avx2, GemmPath::portable}) {
-      if (requested != path_name(candidate)) continue;
-      if (path_supported(candidate)) return candidate;
-      std::fprintf(stderr,
-                   "ranvier: RANVIER_CPU_PATH=%s, but this CPU (or build) cannot run that GEMM "
-                   "path; using %s\n",
-                   requested.c_str(), path_name(best));
-      return best;
-    }
-    std::fprintf(stderr,
-                 "ranvier: RANVIER_CPU_PATH=%s is not one of avx512, avx2, portable; using %s\n",
-                 requested.c_str(), path_name(best));
-    return best;
-  }();
-  return path;
-}
-
-}  // namespace
-
-const char* gemm_path() { return path_name(chosen_path()); }
-const char* gemm_path_requested() { return requested_path().c_str(); }
+const char* gemm_path() { return simd_path_name(simd_path()); }
+const char* gemm_path_requested() { return simd_path_requested(); }
 
 // --- block sizes from the caches --------------------------------------------------------------
 
@@ -218,10 +137,10 @@ template <typename T>
 GemmBlocking gemm_blocking() {
   static const GemmBlocking blocking = [] {
     const int64_t bytes = static_cast<int64_t>(sizeof(T));
-    switch (chosen_path()) {
+    switch (simd_path()) {
 #if RANVIER_GEMM_X86
-      case GemmPath::avx512: return compute_blocking(bytes, gk::avx512::kMR, gk::avx512::kNR<T>);
-      case GemmPath::avx2: return compute_blocking(bytes, gk::avx2::kMR, gk::avx2::kNR<T>);
+      case SimdPath::avx512: return compute_blocking(bytes, gk::avx512::kMR, gk::avx512::kNR<T>);
+      case SimdPath::avx2: return compute_blocking(bytes, gk::avx2::kMR, gk::avx2::kNR<T>);
 #endif
       default: return compute_blocking(bytes, gk::portable::kMR, gk::portable::kNR<T>);
     }
@@ -468,14 +387,14 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
     return;
   }
   const GemmBlocking& blocking = gemm_blocking<T>();
-  switch (chosen_path()) {
+  switch (simd_path()) {
 #if RANVIER_GEMM_X86
-    case GemmPath::avx512:
+    case SimdPath::avx512:
       gemm_blocked<T, gk::avx512::kMR, gk::avx512::kNR<T>>(
           gk::avx512::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
           beta, c, ldc);
       return;
-    case GemmPath::avx2:
+    case SimdPath::avx2:
       gemm_blocked<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel, blocking, trans_a,
                                                         trans_b, m, n, k, alpha, a, lda, b, ldb,
                                                         beta, c, ldc);

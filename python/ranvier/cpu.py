@@ -2,9 +2,11 @@
 
 The GEMM (behind matmul, linear, conv) picks a micro-kernel once per process, at its first
 call: "avx512" (AVX-512F), "avx2" (AVX2 + FMA) or "portable" (plain C++), the best one the CPU
-supports. Set the environment variable RANVIER_CPU_PATH=avx512|avx2|portable before the first
-GEMM to force one; a path the CPU cannot run, or an unknown name, falls back to the best
-supported one with a one-time warning on stderr.
+supports. The vectorised math of the other CPU kernels (exp, sigmoid, tanh, erf in the
+activations, softmax and losses) runs on the same path. Set the environment variable
+RANVIER_CPU_PATH=avx512|avx2|portable before the first such kernel to force one; a path the
+CPU cannot run, or an unknown name, falls back to the best supported one with a one-time
+warning on stderr.
 """
 
 from __future__ import annotations

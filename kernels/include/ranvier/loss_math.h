@@ -52,10 +52,14 @@ RANVIER_HD T mse_grad(T pred, T target, T scale) {
 }
 
 // ---- binary cross-entropy on probabilities p in [0, 1] with targets t (unweighted)
+// The same from log(p) and log1p(-p) (the CPU kernel computes the logs a block at a time).
+RANVIER_HD LossAccum bce_term_from_logs(LossAccum log_p, LossAccum log1p_minus_p, LossAccum t) {
+  const LossAccum log_p_floored = loss_max(log_p, kBceLogFloor);
+  const LossAccum log_1mp_floored = loss_max(log1p_minus_p, kBceLogFloor);
+  return -(t * log_p_floored + (LossAccum(1) - t) * log_1mp_floored);
+}
 RANVIER_HD LossAccum bce_term(LossAccum p, LossAccum t) {
-  const LossAccum log_p = loss_max(math_log(p), kBceLogFloor);
-  const LossAccum log_1mp = loss_max(math_log1p(-p), kBceLogFloor);
-  return -(t * log_p + (LossAccum(1) - t) * log_1mp);
+  return bce_term_from_logs(math_log(p), math_log1p(-p), t);
 }
 // d/dp = (p - t) / (p (1 - p)), the denominator bounded below as PyTorch does.
 RANVIER_HD LossAccum bce_grad(LossAccum p, LossAccum t) {
@@ -64,26 +68,41 @@ RANVIER_HD LossAccum bce_grad(LossAccum p, LossAccum t) {
 
 // ---- binary cross-entropy on logits z with targets t and positive weight pw (1 without)
 // softplus(-z) = log(1 + exp(-z)) = log1p(exp(-|z|)) + max(-z, 0), without overflow.
+// ... from l = log1p(exp(-|z|)) (the CPU kernel computes it a block at a time).
+RANVIER_HD LossAccum softplus_neg_from_log1p(LossAccum z, LossAccum l) {
+  return l + loss_max(-z, LossAccum(0));
+}
 RANVIER_HD LossAccum softplus_neg(LossAccum z) {
-  return math_log1p(math_exp(-math_abs(z))) + loss_max(-z, LossAccum(0));
+  return softplus_neg_from_log1p(z, math_log1p(math_exp(-math_abs(z))));
 }
 // loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z); with pw = 1 this is the familiar
 // max(z, 0) - z t + log1p(exp(-|z|)). `pos_weight` may be null.
+// (`softplus` is softplus_neg(z).)
 template <typename T>
-RANVIER_HD LossAccum bce_with_logits_term(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
-                                          int64_t classes) {
+RANVIER_HD LossAccum bce_with_logits_term_from_softplus(LossAccum z, LossAccum t, LossAccum softplus,
+                                                        const T* pos_weight, int64_t i, int64_t classes) {
   const LossAccum log_weight =
       pos_weight ? LossAccum(1) + (static_cast<LossAccum>(pos_weight[i % classes]) - LossAccum(1)) * t
                  : LossAccum(1);
-  return (LossAccum(1) - t) * z + log_weight * softplus_neg(z);
+  return (LossAccum(1) - t) * z + log_weight * softplus;
+}
+template <typename T>
+RANVIER_HD LossAccum bce_with_logits_term(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
+                                          int64_t classes) {
+  return bce_with_logits_term_from_softplus(z, t, softplus_neg(z), pos_weight, i, classes);
 }
 // d/dz = (1 + (pw - 1) t) sigmoid(z) - pw t; with pw = 1: sigmoid(z) - t.
+// The same from s = sigmoid(z) (the CPU kernel computes the sigmoids a block at a time).
+template <typename T>
+RANVIER_HD LossAccum bce_with_logits_grad_from_sigmoid(LossAccum s, LossAccum t, const T* pos_weight,
+                                                       int64_t i, int64_t classes) {
+  const LossAccum pw = pos_weight ? static_cast<LossAccum>(pos_weight[i % classes]) : LossAccum(1);
+  return (LossAccum(1) + (pw - LossAccum(1)) * t) * s - pw * t;
+}
 template <typename T>
 RANVIER_HD LossAccum bce_with_logits_grad(LossAccum z, LossAccum t, const T* pos_weight, int64_t i,
                                           int64_t classes) {
-  const LossAccum pw = pos_weight ? static_cast<LossAccum>(pos_weight[i % classes]) : LossAccum(1);
-  const LossAccum s = stable_sigmoid(z);
-  return (LossAccum(1) + (pw - LossAccum(1)) * t) * s - pw * t;
+  return bce_with_logits_grad_from_sigmoid(stable_sigmoid(z), t, pos_weight, i, classes);
 }
 
 // ---- cross-entropy of one row z (classes) against class t
@@ -112,16 +131,28 @@ RANVIER_HD LossAccum class_weight_of(const T* class_weight, int64_t t) {
 
 // Weighted loss of one non-ignored row: w * (log(sum exp z) - z[t]).
 template <typename T>
-RANVIER_HD LossAccum cross_entropy_row(const T* z, int64_t classes, int64_t t, LossAccum w) {
-  const RowLogSumExp<T> lse = row_log_sum_exp(z, classes);
+RANVIER_HD LossAccum cross_entropy_row_from(const T* z, const RowLogSumExp<T>& lse, int64_t t,
+                                            LossAccum w) {
   return w * ((static_cast<LossAccum>(lse.max) - static_cast<LossAccum>(z[t])) + lse.log_sum);
+}
+template <typename T>
+RANVIER_HD LossAccum cross_entropy_row(const T* z, int64_t classes, int64_t t, LossAccum w) {
+  return cross_entropy_row_from(z, row_log_sum_exp(z, classes), t, w);
 }
 
 // d loss_r / d z_c = g * (softmax(z)_c - [c == t]), g = w[t] * the incoming gradient.
+// softmax(z)_c = exp(cross_entropy_log_softmax(z_c, lse)).
+template <typename T>
+RANVIER_HD LossAccum cross_entropy_log_softmax(T zc, const RowLogSumExp<T>& lse) {
+  return static_cast<LossAccum>(zc - lse.max) - lse.log_sum;
+}
+template <typename T>
+RANVIER_HD T cross_entropy_grad_from_softmax(LossAccum p, bool is_target, LossAccum g) {
+  return static_cast<T>(g * (is_target ? p - LossAccum(1) : p));
+}
 template <typename T>
 RANVIER_HD T cross_entropy_grad(T zc, const RowLogSumExp<T>& lse, bool is_target, LossAccum g) {
-  const LossAccum p = math_exp(static_cast<LossAccum>(zc - lse.max) - lse.log_sum);
-  return static_cast<T>(g * (is_target ? p - LossAccum(1) : p));
+  return cross_entropy_grad_from_softmax<T>(math_exp(cross_entropy_log_softmax(zc, lse)), is_target, g);
 }
 
 }  // namespace ranvier

@@ -1,6 +1,7 @@
 // Matrix multiplication and the fully connected (linear) layer.
 #pragma once
 #include "ranvier/common.h"
+#include "ranvier/simd_path.h"
 
 namespace ranvier::cpu {
 
@@ -36,22 +37,10 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
                             int64_t out);
 
 // --- which GEMM runs on this machine ------------------------------------------------------
-// The instruction sets the CPU (and OS) report, from __builtin_cpu_supports (all false on a
-// compiler or architecture without it).
-struct CpuFeatures {
-  bool avx2 = false;
-  bool fma = false;
-  bool avx512f = false;
-};
-CpuFeatures cpu_features();
-
-// The micro-kernel path gemm uses: "avx512", "avx2" or "portable". Chosen once, at the first
-// call: the best path the CPU supports, unless the environment variable RANVIER_CPU_PATH
-// (read then, once) names one: avx512, avx2 or portable. A named path this CPU cannot run,
-// or an unknown name, falls back to the best supported path with a one-time warning on stderr.
+// The micro-kernel path gemm uses: "avx512", "avx2" or "portable": simd_path() (see
+// ranvier/simd_path.h; cpu_features() is declared there too).
 const char* gemm_path();
-// What RANVIER_CPU_PATH asked for ("" when unset or empty): to tell a forced path from a
-// fallback.
+// What RANVIER_CPU_PATH asked for: simd_path_requested().
 const char* gemm_path_requested();
 
 // Cache sizes in bytes as the CPU reports them (sysconf on Linux/glibc), 0 where unknown.
