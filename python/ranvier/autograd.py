@@ -146,13 +146,13 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from .tensor import Tensor  # tensor.py imports this module
-
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        Tensor = _tensor_class()
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         _check_one_device(cls, arrays)
         ctx = cls()
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(needs)
+        needs = tuple(isinstance(a, Tensor) and (a._requires_grad or a._grad_fn is not None)
+                      for a in args)
+        record = any(needs) and is_grad_enabled()
         ctx.needs_input_grad = needs if record else (False,) * len(args)
         output = cls.forward(ctx, *arrays)
         # Only floating-point results carry gradients (comparisons, argmax... do not).
@@ -171,9 +171,31 @@ class Function:
         return f"<{type(self).__name__.lstrip('_')}Backward>"
 
 
+_tensor = None
+
+
+def _tensor_class():
+    """ranvier.tensor.Tensor, imported on first use (tensor.py imports this module)."""
+    global _tensor
+    if _tensor is None:
+        from .tensor import Tensor
+        _tensor = Tensor
+    return _tensor
+
+
+_op_names: dict = {}  # Function subclass -> its name in errors (computed once per class)
+
+
 def _op_name(cls) -> str:
     """The name errors use for a Function: ``op_name`` if it sets one, else its class name in
     snake case without a leading underscore (Mul -> 'mul', _MSELoss -> 'mse_loss')."""
+    name = _op_names.get(cls)
+    if name is None:
+        name = _op_names[cls] = _compute_op_name(cls)
+    return name
+
+
+def _compute_op_name(cls) -> str:
     name = getattr(cls, "op_name", None)
     if name is None:
         name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__.lstrip("_"))
@@ -187,7 +209,10 @@ def _check_one_device(cls, arrays) -> None:
     Checked here, once for every differentiable op, before any array is touched: NumPy and
     CuPy would otherwise fail in their own words, or a CPU kernel would get a GPU pointer.
     """
-    check_one_device(_op_name(cls), arrays)
+    for a in arrays:  # fast path: no GPU array among them, so nothing can differ
+        if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
+            check_one_device(_op_name(cls), arrays)
+            return
 
 
 def check_one_device(op: str, arrays) -> None:
