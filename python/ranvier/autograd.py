@@ -313,13 +313,14 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 continue
             if isinstance(grad_in, np.generic):  # NumPy returns scalars from 0-d operations
                 grad_in = np.asarray(grad_in)
-            if tuple(grad_in.shape) != tuple(tensor_in.shape):
+            data_in = tensor_in._data
+            if grad_in.shape != data_in.shape:  # tuples for NumPy and CuPy alike
                 raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape "
                                    f"{tuple(grad_in.shape)} for an input of shape "
                                    f"{tuple(tensor_in.shape)}")
-            if grad_in.dtype != tensor_in.dtype:  # e.g. float32 input promoted to float64
-                grad_in = grad_in.astype(tensor_in.dtype)
-            child = tensor_in.grad_fn
+            if grad_in.dtype != data_in.dtype:  # e.g. float32 input promoted to float64
+                grad_in = grad_in.astype(data_in.dtype)
+            child = tensor_in._grad_fn
             if child is None:
                 _accumulate_leaf(tensor_in, grad_in)
             else:
@@ -331,12 +332,12 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
 
 
 def _accumulate_leaf(tensor, grad):
-    from .tensor import Tensor
-
-    xp = array_module(grad)
-    if tensor.grad is None:
+    """Add `grad` (already of the tensor's shape, checked by the caller) to tensor.grad."""
+    if tensor._grad is None:
+        xp = array_module(grad)
         # A private contiguous copy: grad may alias another array (grad_output, a broadcast view).
-        tensor.grad = Tensor._from_array(xp.array(grad, dtype=tensor.dtype, order="C", copy=True))
+        copy = xp.array(grad, dtype=tensor._data.dtype, order="C", copy=True)
+        tensor._grad = _tensor_class()._from_array(copy)
     else:
         tensor.grad.data = tensor.grad.data + grad
 

@@ -34,8 +34,9 @@ def _fused_activation(module):
 def _runs_own_forward(module, kind) -> bool:
     """Whether calling `module` runs `kind`'s forward unchanged: its exact type, no forward
     replaced on the instance, and no forward hooks (should Module ever get them)."""
-    return (type(module) is kind and "forward" not in module.__dict__
-            and not getattr(module, "_forward_hooks", None))
+    attributes = module.__dict__
+    return (type(module) is kind and "forward" not in attributes
+            and not attributes.get("_forward_hooks"))
 
 
 class Sequential(Module):
@@ -123,7 +124,8 @@ class Sequential(Module):
                 fused = _fused_activation(following)
                 if fused is not None and _runs_own_forward(following, type(following)):
                     module._check_input(input)
-                    input = F._linear_activation(input, module.weight, module.bias, *fused)
+                    params = module._parameters
+                    input = F._linear_activation(input, params["weight"], params["bias"], *fused)
                     index += 2
                     continue
             input = module(input)
