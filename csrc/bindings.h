@@ -16,5 +16,7 @@ void bind_pooling(pybind11::module_& m);
 void bind_batch_norm(pybind11::module_& m);
 // convolution (issue 3)
 void bind_conv(pybind11::module_& m);
+// the CPU kernels' thread count (issue 5)
+void bind_threads(pybind11::module_& m);
 
 }  // namespace ranvier::binding

@@ -16,4 +16,5 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_pooling(m);
   ranvier::binding::bind_batch_norm(m);
   ranvier::binding::bind_conv(m);
+  ranvier::binding::bind_threads(m);
 }
