@@ -147,12 +147,20 @@ class Function:
     @classmethod
     def apply(cls, *args):
         Tensor = _tensor_class()
-        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
+        arrays, needs, any_need = [], [], False
+        for a in args:  # one loop: this runs for every op, so it is kept lean
+            if isinstance(a, Tensor):
+                arrays.append(a._data)
+                need = a._requires_grad or a._grad_fn is not None
+                any_need = any_need or need
+                needs.append(need)
+            else:
+                arrays.append(a)
+                needs.append(False)
+        needs = tuple(needs)
         _check_one_device(cls, arrays)
         ctx = cls()
-        needs = tuple(isinstance(a, Tensor) and (a._requires_grad or a._grad_fn is not None)
-                      for a in args)
-        record = any(needs) and is_grad_enabled()
+        record = any_need and is_grad_enabled()
         ctx.needs_input_grad = needs if record else (False,) * len(args)
         output = cls.forward(ctx, *arrays)
         # Only floating-point results carry gradients (comparisons, argmax... do not).
@@ -271,8 +279,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
     gradient of some final scalar with respect to `tensor`; it may be omitted only when
     `tensor` holds a single element (it is then 1).
     """
-    from .tensor import Tensor
-
+    Tensor = _tensor_class()
     if not tensor.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(no input of the computation requires grad, or it ran under no_grad)")

@@ -186,6 +186,8 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
 
 def _rows(x, features):
     """x (..., features) as (rows, features) without copying (x is contiguous)."""
+    if x.ndim == 2:  # already (rows, features): the common case, no new view needed
+        return x
     return x.reshape(math.prod(x.shape[:-1]), features)
 
 
