@@ -31,12 +31,16 @@ __all__ = ["Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_en
 # Thread-local, as in PyTorch: a data-loading thread under no_grad does not switch off
 # gradients for the training thread.
 
-_grad_mode = threading.local()
+class _GradMode(threading.local):
+    enabled = True  # each thread starts with gradients on; a plain attribute read per op
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
     """True when operations on Tensors are being recorded for backward()."""
-    return getattr(_grad_mode, "enabled", True)
+    return _grad_mode.enabled
 
 
 def _set_grad_enabled(enabled: bool) -> None:
