@@ -151,27 +151,30 @@ class Function:
     @classmethod
     def apply(cls, *args):
         Tensor = _tensor_class()
-        arrays, needs, any_need = [], [], False
-        for a in args:  # one loop: this runs for every op, so it is kept lean
+        # One loop over the arguments (this runs for every op, so it is kept lean): the
+        # arrays for forward, which need a gradient, and the graph edges (Tensors needing one).
+        arrays, needs, edges, any_need = [], [], [], False
+        for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a._data)
                 need = a._requires_grad or a._grad_fn is not None
-                any_need = any_need or need
+                if need:
+                    any_need = True
                 needs.append(need)
+                edges.append(a if need else None)
             else:
                 arrays.append(a)
                 needs.append(False)
-        needs = tuple(needs)
+                edges.append(None)
         _check_one_device(cls, arrays)
         ctx = cls()
         record = any_need and is_grad_enabled()
-        ctx.needs_input_grad = needs if record else (False,) * len(args)
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(args)
         output = cls.forward(ctx, *arrays)
         # Only floating-point results carry gradients (comparisons, argmax... do not).
-        record = record and np.dtype(output.dtype).kind == "f"
-        if not record:
+        if not record or output.dtype.kind != "f":
             return Tensor._from_array(output)
-        ctx.inputs = tuple(a if need else None for a, need in zip(args, needs))
+        ctx.inputs = tuple(edges)
         return Tensor._from_array(output, grad_fn=ctx)
 
     def _release(self):
