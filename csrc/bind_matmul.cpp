@@ -1,9 +1,12 @@
 // _C.matmul, _C.linear_forward, _C.linear_backward_input, _C.linear_backward_weight and _C.gemm
 // (the BLAS-style kernel itself, with alpha and beta), each on CPU (NumPy) or CUDA (CuPy)
 // arrays: every argument on one device, checked before anything else. Which CPU GEMM path runs:
-// _C.cpu_gemm_path, _C.cpu_features, _C.gemm_blocking.
+// _C.cpu_gemm_path, _C.cpu_features, _C.gemm_blocking. The fused layer:
+// _C.linear_activation_forward / _C.linear_activation_backward (linear + bias + activation).
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "array_view.h"
 #include "bindings.h"
@@ -268,6 +271,154 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
   (void)stream;
 }
 
+Activation parse_linear_activation(int code, const char* op) {
+  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
+    fail_value(op, "unknown activation code " + std::to_string(code));
+  }
+  return static_cast<Activation>(code);
+}
+
+// out (rows, out_features) = f(x (rows, in) @ w (out_features, in)^T + bias (out_features));
+// pre receives the pre-activation when it is not None.
+void linear_activation_forward(int code, py::handle x_obj, py::handle w_obj, py::object bias_obj,
+                               py::object pre_obj, py::handle out_obj, double alpha) {
+  const char* op = "linear_activation_forward";
+  const Activation act = parse_linear_activation(code, op);
+  const ArrayView x = view_array(x_obj, op, "x");
+  const ArrayView w = view_array(w_obj, op, "weight");
+  const ArrayView y = view_output(out_obj, op, "out");
+  const bool has_bias = !bias_obj.is_none();
+  const bool has_pre = !pre_obj.is_none();
+  ArrayView bias, pre;
+  if (has_bias) bias = view_array(bias_obj, op, "bias");
+  if (has_pre) pre = view_output(pre_obj, op, "pre");
+  check_same_device(x, w, op, "x", "weight");
+  check_same_device(x, y, op, "x", "out");
+  if (has_bias) check_same_device(x, bias, op, "x", "bias");
+  if (has_pre) check_same_device(x, pre, op, "x", "pre");
+  require_cuda_built(x, op);
+  check_float(x, op, "x");
+  check_same_dtype(x, w, op, "x", "weight");
+  check_same_dtype(x, y, op, "x", "out");
+  if (has_bias) check_same_dtype(x, bias, op, "x", "bias");
+  if (has_pre) check_same_dtype(x, pre, op, "x", "pre");
+  check_ndim(x, 2, op, "x");
+  check_ndim(w, 2, op, "weight");
+  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
+  if (w.shape[1] != in) {
+    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
+                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
+  }
+  if (has_bias) check_shape(bias, {out_features}, op, "bias");
+  check_shape(y, {rows, out_features}, op, "out");
+  check_disjoint(y, x, op, "out", "x");
+  check_disjoint(y, w, op, "out", "weight");
+  if (has_bias) check_disjoint(y, bias, op, "out", "bias");
+  if (has_pre) {
+    check_shape(pre, {rows, out_features}, op, "pre");
+    check_disjoint(pre, x, op, "pre", "x");
+    check_disjoint(pre, w, op, "pre", "weight");
+    if (has_bias) check_disjoint(pre, bias, op, "pre", "bias");
+    check_disjoint(pre, y, op, "pre", "out");
+  }
+
+  const StreamHandle stream = stream_for(x);
+  dispatch_float(x.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
+    T* pre_ptr = has_pre ? pre.ptr<T>() : nullptr;
+    py::gil_scoped_release nogil;
+    if (x.device == Device::CPU) {
+      cpu::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
+                                        bias_ptr, pre_ptr, y.ptr<T>(), rows, in, out_features);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
+                                         bias_ptr, pre_ptr, y.ptr<T>(), rows, in, out_features,
+                                         stream);
+#endif
+    }
+  });
+  (void)stream;
+}
+
+// From grad_output (rows, out_features) of the activated output and `saved` (rows,
+// out_features; y or the pre-activation, as linear_activation_backward_uses_output says):
+// grad_pre (rows, out_features) = f'(.) * grad_output, then out_x (rows, in) = grad_pre @ w,
+// out_weight (out_features, in) = grad_pre^T @ x, out_bias (out_features) = column sums of
+// grad_pre. out_x, out_weight and out_bias may each be None (not computed).
+void linear_activation_backward(int code, py::handle saved_obj, py::handle dy_obj,
+                                py::handle x_obj, py::handle w_obj, py::handle dz_obj,
+                                py::object dx_obj, py::object dw_obj, py::object db_obj,
+                                double alpha) {
+  const char* op = "linear_activation_backward";
+  const Activation act = parse_linear_activation(code, op);
+  const ArrayView saved = view_array(saved_obj, op, "saved");
+  const ArrayView dy = view_array(dy_obj, op, "grad_output");
+  const ArrayView x = view_array(x_obj, op, "x");
+  const ArrayView w = view_array(w_obj, op, "weight");
+  const ArrayView dz = view_output(dz_obj, op, "grad_pre");
+  const bool has_dx = !dx_obj.is_none(), has_dw = !dw_obj.is_none(), has_db = !db_obj.is_none();
+  ArrayView dx, dw, db;
+  if (has_dx) dx = view_output(dx_obj, op, "out_x");
+  if (has_dw) dw = view_output(dw_obj, op, "out_weight");
+  if (has_db) db = view_output(db_obj, op, "out_bias");
+  const std::vector<std::pair<const ArrayView*, const char*>> inputs = {
+      {&saved, "saved"}, {&dy, "grad_output"}, {&x, "x"}, {&w, "weight"}};
+  std::vector<std::pair<const ArrayView*, const char*>> outputs = {{&dz, "grad_pre"}};
+  if (has_dx) outputs.push_back({&dx, "out_x"});
+  if (has_dw) outputs.push_back({&dw, "out_weight"});
+  if (has_db) outputs.push_back({&db, "out_bias"});
+  for (const auto& [view, name] : inputs) check_same_device(dy, *view, op, "grad_output", name);
+  for (const auto& [view, name] : outputs) check_same_device(dy, *view, op, "grad_output", name);
+  require_cuda_built(dy, op);
+  check_float(dy, op, "grad_output");
+  for (const auto& [view, name] : inputs) check_same_dtype(dy, *view, op, "grad_output", name);
+  for (const auto& [view, name] : outputs) check_same_dtype(dy, *view, op, "grad_output", name);
+  check_ndim(dy, 2, op, "grad_output");
+  check_ndim(x, 2, op, "x");
+  check_ndim(w, 2, op, "weight");
+  const int64_t rows = dy.shape[0], out_features = dy.shape[1], in = x.shape[1];
+  check_shape(saved, {rows, out_features}, op, "saved");
+  check_shape(x, {rows, in}, op, "x");
+  check_shape(w, {out_features, in}, op, "weight");
+  check_shape(dz, {rows, out_features}, op, "grad_pre");
+  if (has_dx) check_shape(dx, {rows, in}, op, "out_x");
+  if (has_dw) check_shape(dw, {out_features, in}, op, "out_weight");
+  if (has_db) check_shape(db, {out_features}, op, "out_bias");
+  // Every output is written while inputs (and grad_pre, for the GEMMs) are still read.
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    for (const auto& [view, name] : inputs) {
+      check_disjoint(*outputs[o].first, *view, op, outputs[o].second, name);
+    }
+    for (size_t p = o + 1; p < outputs.size(); ++p) {
+      check_disjoint(*outputs[o].first, *outputs[p].first, op, outputs[o].second,
+                     outputs[p].second);
+    }
+  }
+
+  const StreamHandle stream = stream_for(dy);
+  dispatch_float(dy.dtype, op, [&](auto zero) {
+    using T = decltype(zero);
+    T* dx_ptr = has_dx ? dx.ptr<T>() : nullptr;
+    T* dw_ptr = has_dw ? dw.ptr<T>() : nullptr;
+    T* db_ptr = has_db ? db.ptr<T>() : nullptr;
+    py::gil_scoped_release nogil;
+    if (dy.device == Device::CPU) {
+      cpu::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(), dy.ptr<T>(),
+                                         x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(), dx_ptr, dw_ptr,
+                                         db_ptr, rows, in, out_features);
+    } else {
+#ifdef RANVIER_WITH_CUDA
+      cuda::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(),
+                                          dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(),
+                                          dx_ptr, dw_ptr, db_ptr, rows, in, out_features, stream);
+#endif
+    }
+  });
+  (void)stream;
+}
+
 py::dict cpu_features() {
   const cpu::CpuFeatures f = cpu::cpu_features();
   py::dict d;
@@ -319,6 +470,26 @@ void bind_matmul(py::module_& m) {
         py::arg("out_weight"), py::arg("out_bias"),
         "out_weight (out, in) = grad_output^T @ x; out_bias (out) = column sums of grad_output "
         "(skipped when None).");
+  m.def("linear_activation_forward", &linear_activation_forward, py::arg("activation"),
+        py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("pre"), py::arg("out"),
+        py::arg("alpha") = 0.0,
+        "out (rows, out) = f(x (rows, in) @ weight (out, in)^T + bias (out) or None), the bias "
+        "and activation applied in one pass after the GEMM; pre (rows, out) receives the "
+        "pre-activation unless None.");
+  m.def("linear_activation_backward", &linear_activation_backward, py::arg("activation"),
+        py::arg("saved"), py::arg("grad_output"), py::arg("x"), py::arg("weight"),
+        py::arg("grad_pre"), py::arg("out_x"), py::arg("out_weight"), py::arg("out_bias"),
+        py::arg("alpha") = 0.0,
+        "grad_pre = f'(saved) * grad_output (saved: the output for ReLU, Sigmoid, Tanh, else "
+        "the pre-activation), with out_bias = its column sums in the same pass; then out_x = "
+        "grad_pre @ weight and out_weight = grad_pre^T @ x. Outputs given as None are skipped.");
+  m.def("linear_activation_backward_uses_output",
+        [](int code) {
+          return linear_activation_backward_uses_output(
+              parse_linear_activation(code, "linear_activation_backward_uses_output"));
+        },
+        py::arg("activation"),
+        "Whether the fused backward takes the output (True) or the pre-activation (False).");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha") = 1.0,
         py::arg("beta") = 0.0, py::arg("trans_a") = false, py::arg("trans_b") = false,
         "c = alpha * op(a) @ op(b) + beta * c in place (2-D, contiguous, one float dtype); "

@@ -18,5 +18,7 @@ void bind_batch_norm(pybind11::module_& m);
 void bind_conv(pybind11::module_& m);
 // CPU vector math (issue 5)
 void bind_vector_math(pybind11::module_& m);
+// the CPU kernels' thread count (issue 5)
+void bind_threads(pybind11::module_& m);
 
 }  // namespace ranvier::binding

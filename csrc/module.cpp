@@ -17,4 +17,5 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_batch_norm(m);
   ranvier::binding::bind_conv(m);
   ranvier::binding::bind_vector_math(m);
+  ranvier::binding::bind_threads(m);
 }

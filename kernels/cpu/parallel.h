@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "ranvier/threads.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -14,14 +16,9 @@ namespace ranvier::cpu {
 // costs a few microseconds, more than the whole loop at these sizes.
 constexpr int64_t kParallelGrain = 32768;
 
-// How many threads a parallel_for may use (1 without OpenMP).
-inline int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+// How many threads a parallel_for may use: ranvier.set_num_threads's setting (threads.h;
+// 1 without OpenMP).
+inline int max_threads() { return num_threads(); }
 
 // Calls body(begin, end) over disjoint chunks covering [0, n). `cost_per_item` scales the
 // threshold for items that are more than one operation each (rows of a matrix, say).
@@ -30,7 +27,7 @@ void parallel_for(int64_t n, int64_t cost_per_item, Body&& body) {
   if (n <= 0) return;
 #ifdef _OPENMP
   const int64_t work = n * std::max<int64_t>(cost_per_item, 1);
-  const int max_threads = omp_get_max_threads();
+  const int max_threads = num_threads();
   if (work >= kParallelGrain && max_threads > 1 && !omp_in_parallel()) {
     const int64_t threads = std::min<int64_t>(max_threads, std::max<int64_t>(1, work / kParallelGrain));
     const int64_t threads_used = std::min<int64_t>(threads, n);

@@ -352,13 +352,17 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
                             int64_t out, StreamHandle stream) {
   gemm_batched<T>(true, false, 1, out, in, rows, T(1), dy, out, 0, x, in, 0, T(0), dw, in, 0,
                   nullptr, stream);
-  if (dbias != nullptr && out > 0) {
-    const int64_t blocks = (out + kColumnSumWidth - 1) / kColumnSumWidth;
-    column_sum_kernel<T><<<static_cast<unsigned int>(blocks),
-                           dim3(kColumnSumWidth, kColumnSumSlices), 0, as_stream(stream)>>>(
-        dy, dbias, rows, out);
-    check_launch("column_sum_kernel");
-  }
+  if (dbias != nullptr) column_sums<T>(dy, dbias, rows, out, stream);
+}
+
+template <typename T>
+void column_sums(const T* x, T* sums, int64_t rows, int64_t cols, StreamHandle stream) {
+  if (cols <= 0) return;
+  const int64_t blocks = (cols + kColumnSumWidth - 1) / kColumnSumWidth;
+  column_sum_kernel<T><<<static_cast<unsigned int>(blocks),
+                         dim3(kColumnSumWidth, kColumnSumSlices), 0, as_stream(stream)>>>(
+      x, sums, rows, cols);
+  check_launch("column_sum_kernel");
 }
 
 template void gemm_batched<float>(bool, bool, int64_t, int64_t, int64_t, int64_t, float,
@@ -368,6 +372,8 @@ template void gemm_batched<double>(bool, bool, int64_t, int64_t, int64_t, int64_
                                    const double*, int64_t, int64_t, const double*, int64_t,
                                    int64_t, double, double*, int64_t, int64_t, const double*,
                                    StreamHandle);
+template void column_sums<float>(const float*, float*, int64_t, int64_t, StreamHandle);
+template void column_sums<double>(const double*, double*, int64_t, int64_t, StreamHandle);
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t, StreamHandle);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,

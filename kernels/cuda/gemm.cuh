@@ -16,4 +16,8 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
                   int64_t stride_b, T beta, T* c, int64_t ldc, int64_t stride_c, const T* bias,
                   StreamHandle stream);
 
+// sums (cols) = column sums of x (rows, cols), on `stream` (the bias gradient of linear).
+template <typename T>
+void column_sums(const T* x, T* sums, int64_t rows, int64_t cols, StreamHandle stream);
+
 }  // namespace ranvier::cuda

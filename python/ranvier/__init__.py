@@ -1,8 +1,21 @@
 """ranvier: deep learning for biologists on hand-written C++ and CUDA kernels."""
 
+import os as _os
+
 import numpy as _np
 
-from . import _C, cuda, ops
+# Idle OpenMP threads sleep instead of spinning (see ranvier.set_num_threads): read by the
+# OpenMP runtime when _C loads it, then the environment is put back as it was.
+_omp_wait_policy_set = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
+if _omp_wait_policy_set:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+try:
+    from . import _C
+finally:
+    if _omp_wait_policy_set:
+        del _os.environ["OMP_WAIT_POLICY"]
+
+from . import cuda, ops
 from .random import manual_seed
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -30,3 +43,4 @@ __version__ = "0.1.0"
 
 from . import train  # noqa: E402
 from .cpu import cpu_capabilities  # noqa: E402
+from .cpu import get_num_threads, set_num_threads  # noqa: E402

@@ -29,7 +29,8 @@ def _cupy():
 
 
 def is_cuda_array(a) -> bool:
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    # The NumPy test first: it is the common case, and much cheaper than the attribute lookup.
+    return not isinstance(a, np.ndarray) and hasattr(a, "__cuda_array_interface__")
 
 
 def device_of(a) -> str:
@@ -127,6 +128,11 @@ def to_host(array):
 
 def array_module(*arrays):
     """numpy, or cupy when the arrays live on the GPU; mixing the two is an error."""
+    for a in arrays:  # fast path: all NumPy arrays (or None)
+        if a is not None and type(a) is not np.ndarray:
+            break
+    else:
+        return np
     devices = {device_of(a) for a in arrays if a is not None}
     if len(devices) > 1:
         raise ValueError("arrays are on different devices (cpu and cuda); move them to one device")
@@ -167,6 +173,23 @@ def float_inputs(op: str, **arrays):
 
     Returns (xp, dtype, [arrays in the order given]).
     """
+    # Fast path, the common case of every layer: exact NumPy arrays, C-contiguous, all of one
+    # float dtype. They pass through unchanged, as the general path below would return them.
+    dtype = None
+    for a in arrays.values():
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            break
+        if dtype is None:
+            dtype = a.dtype
+            if dtype not in _FLOAT_DTYPES:
+                break
+        elif a.dtype != dtype:
+            break
+    else:
+        if dtype is not None:
+            return np, dtype, list(arrays.values())
     present = {k: v for k, v in arrays.items() if v is not None}
     xp = array_module(*present.values())
     converted = {k: _as_array(v, xp, op, k) for k, v in present.items()}

@@ -31,12 +31,16 @@ __all__ = ["Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_en
 # Thread-local, as in PyTorch: a data-loading thread under no_grad does not switch off
 # gradients for the training thread.
 
-_grad_mode = threading.local()
+class _GradMode(threading.local):
+    enabled = True  # each thread starts with gradients on; a plain attribute read per op
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
     """True when operations on Tensors are being recorded for backward()."""
-    return getattr(_grad_mode, "enabled", True)
+    return _grad_mode.enabled
 
 
 def _set_grad_enabled(enabled: bool) -> None:
@@ -146,20 +150,31 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from .tensor import Tensor  # tensor.py imports this module
-
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        Tensor = _tensor_class()
+        # One loop over the arguments (this runs for every op, so it is kept lean): the
+        # arrays for forward, which need a gradient, and the graph edges (Tensors needing one).
+        arrays, needs, edges, any_need = [], [], [], False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a._data)
+                need = a._requires_grad or a._grad_fn is not None
+                if need:
+                    any_need = True
+                needs.append(need)
+                edges.append(a if need else None)
+            else:
+                arrays.append(a)
+                needs.append(False)
+                edges.append(None)
         _check_one_device(cls, arrays)
         ctx = cls()
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        record = is_grad_enabled() and any(needs)
-        ctx.needs_input_grad = needs if record else (False,) * len(args)
+        record = any_need and is_grad_enabled()
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(args)
         output = cls.forward(ctx, *arrays)
         # Only floating-point results carry gradients (comparisons, argmax... do not).
-        record = record and np.dtype(output.dtype).kind == "f"
-        if not record:
+        if not record or output.dtype.kind != "f":
             return Tensor._from_array(output)
-        ctx.inputs = tuple(a if need else None for a, need in zip(args, needs))
+        ctx.inputs = tuple(edges)
         return Tensor._from_array(output, grad_fn=ctx)
 
     def _release(self):
@@ -171,9 +186,31 @@ class Function:
         return f"<{type(self).__name__.lstrip('_')}Backward>"
 
 
+_tensor = None
+
+
+def _tensor_class():
+    """ranvier.tensor.Tensor, imported on first use (tensor.py imports this module)."""
+    global _tensor
+    if _tensor is None:
+        from .tensor import Tensor
+        _tensor = Tensor
+    return _tensor
+
+
+_op_names: dict = {}  # Function subclass -> its name in errors (computed once per class)
+
+
 def _op_name(cls) -> str:
     """The name errors use for a Function: ``op_name`` if it sets one, else its class name in
     snake case without a leading underscore (Mul -> 'mul', _MSELoss -> 'mse_loss')."""
+    name = _op_names.get(cls)
+    if name is None:
+        name = _op_names[cls] = _compute_op_name(cls)
+    return name
+
+
+def _compute_op_name(cls) -> str:
     name = getattr(cls, "op_name", None)
     if name is None:
         name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__.lstrip("_"))
@@ -187,7 +224,10 @@ def _check_one_device(cls, arrays) -> None:
     Checked here, once for every differentiable op, before any array is touched: NumPy and
     CuPy would otherwise fail in their own words, or a CPU kernel would get a GPU pointer.
     """
-    check_one_device(_op_name(cls), arrays)
+    for a in arrays:  # fast path: no GPU array among them, so nothing can differ
+        if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
+            check_one_device(_op_name(cls), arrays)
+            return
 
 
 def check_one_device(op: str, arrays) -> None:
@@ -246,8 +286,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
     gradient of some final scalar with respect to `tensor`; it may be omitted only when
     `tensor` holds a single element (it is then 1).
     """
-    from .tensor import Tensor
-
+    Tensor = _tensor_class()
     if not tensor.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(no input of the computation requires grad, or it ran under no_grad)")
@@ -288,13 +327,14 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 continue
             if isinstance(grad_in, np.generic):  # NumPy returns scalars from 0-d operations
                 grad_in = np.asarray(grad_in)
-            if tuple(grad_in.shape) != tuple(tensor_in.shape):
+            data_in = tensor_in._data
+            if grad_in.shape != data_in.shape:  # tuples for NumPy and CuPy alike
                 raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape "
                                    f"{tuple(grad_in.shape)} for an input of shape "
                                    f"{tuple(tensor_in.shape)}")
-            if grad_in.dtype != tensor_in.dtype:  # e.g. float32 input promoted to float64
-                grad_in = grad_in.astype(tensor_in.dtype)
-            child = tensor_in.grad_fn
+            if grad_in.dtype != data_in.dtype:  # e.g. float32 input promoted to float64
+                grad_in = grad_in.astype(data_in.dtype)
+            child = tensor_in._grad_fn
             if child is None:
                 _accumulate_leaf(tensor_in, grad_in)
             else:
@@ -306,12 +346,12 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
 
 
 def _accumulate_leaf(tensor, grad):
-    from .tensor import Tensor
-
-    xp = array_module(grad)
-    if tensor.grad is None:
+    """Add `grad` (already of the tensor's shape, checked by the caller) to tensor.grad."""
+    if tensor._grad is None:
+        xp = array_module(grad)
         # A private contiguous copy: grad may alias another array (grad_output, a broadcast view).
-        tensor.grad = Tensor._from_array(xp.array(grad, dtype=tensor.dtype, order="C", copy=True))
+        copy = xp.array(grad, dtype=tensor._data.dtype, order="C", copy=True)
+        tensor._grad = _tensor_class()._from_array(copy)
     else:
         tensor.grad.data = tensor.grad.data + grad
 

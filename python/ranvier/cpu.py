@@ -11,9 +11,56 @@ warning on stderr.
 
 from __future__ import annotations
 
+import numbers
+
 from . import _C
 
-__all__ = ["cpu_capabilities"]
+__all__ = ["cpu_capabilities", "get_num_threads", "set_num_threads"]
+
+
+def get_num_threads() -> int:
+    """The number of threads ranvier's CPU kernels use (as ``torch.get_num_threads``).
+
+    Until ``set_num_threads`` is called: ``OMP_NUM_THREADS`` as set when ranvier was
+    imported, else the number of cores this process may run on. 1 when ranvier was built
+    without OpenMP.
+    """
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) in ranvier's CPU kernels from now on (as ``torch.set_num_threads``).
+
+    The setting is process-wide: it applies to kernels called from any Python thread. Small
+    kernels still run on one thread when waking more would cost more than it saves.
+
+    Threads and NumPy: ranvier's kernels run on OpenMP threads; NumPy's matrix products run
+    on its BLAS library's own threads (OpenBLAS or MKL), a separate pool that this function
+    does not change (use ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS`` or threadpoolctl).
+    By default an idle OpenMP thread keeps spinning on its core for a while after each
+    parallel region; code that alternates ranvier and NumPy calls then has both pools
+    spinning on the same cores, and each waits for the other (measured: a loop of
+    alternating 192x192 matmuls ran ~40x slower on 2 cores). So, unless you set
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` yourself, ``import ranvier`` starts its OpenMP
+    runtime with ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep, at the cost of a few
+    microseconds to wake them per parallel region, which the kernels' thresholds for going
+    parallel already allow for. (This only takes effect if no other library in the process
+    loaded the same OpenMP runtime first; the environment is restored after the import.)
+    Asking for more threads than cores oversubscribes them and is rarely faster.
+
+    Raises:
+        TypeError: ``n`` is not an integer. ValueError: ``n < 1``.
+
+    Example:
+        >>> ranvier.set_num_threads(1)   # e.g. one process per core
+        >>> ranvier.get_num_threads()
+        1
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    _C.set_num_threads(int(n))
 
 
 def cpu_capabilities() -> dict:

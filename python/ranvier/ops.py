@@ -187,6 +187,8 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
 
 def _rows(x, features):
     """x (..., features) as (rows, features) without copying (x is contiguous)."""
+    if x.ndim == 2:  # already (rows, features): the common case, no new view needed
+        return x
     return x.reshape(math.prod(x.shape[:-1]), features)
 
 
@@ -196,16 +198,21 @@ def _check_weight(op, weight):
                          f"{weight.shape}")
 
 
-def linear(x, weight, bias=None, out=None):
-    """Fully connected layer: x @ weight.T + bias (PyTorch's F.linear).
+# Activations the fused linear layer applies in its output pass: name -> kernel code.
+LINEAR_ACTIVATIONS = {"relu": _ACT.ReLU, "leaky_relu": _ACT.LeakyReLU, "sigmoid": _ACT.Sigmoid,
+                      "tanh": _ACT.Tanh, "gelu": _ACT.GELU, "gelu_tanh": _ACT.GELUTanh}
 
-    Shape:
-        x: (..., in_features), any number of leading dims (flattened to rows).
-        weight: (out_features, in_features).
-        bias: (out_features,) or None.
-        result: (..., out_features).
-    """
-    op = "linear"
+
+def _linear_activation_code(op, activation):
+    code = LINEAR_ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    if code is None:
+        raise ValueError(f"{op}: activation must be None or one of "
+                         f"{', '.join(repr(name) for name in LINEAR_ACTIVATIONS)}, got {activation!r}")
+    return code
+
+
+def _linear_inputs(op, x, weight, bias):
+    """Validated (xp, dtype, x, weight, bias, out_features, in_features) for linear's forward."""
     x_is_scalar = np.ndim(x) == 0  # before float_inputs, which makes 0-D arrays 1-D
     xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
     _check_weight(op, weight)
@@ -218,9 +225,35 @@ def linear(x, weight, bias=None, out=None):
     if bias is not None and bias.shape != (out_features,):
         raise ValueError(f"{op}: bias has shape {bias.shape} but weight (shape {weight.shape}) "
                          f"has {out_features} outputs; expected ({out_features},)")
+    return xp, dtype, x, weight, bias, out_features, in_features
+
+
+def linear(x, weight, bias=None, out=None, activation=None, negative_slope=0.01):
+    """Fully connected layer: x @ weight.T + bias (PyTorch's F.linear), optionally followed
+    by an activation applied in the same output pass (no intermediate array).
+
+    Args:
+        activation: None, or one of ``'relu'``, ``'leaky_relu'`` (with ``negative_slope``),
+            ``'sigmoid'``, ``'tanh'``, ``'gelu'``, ``'gelu_tanh'`` (GELU's tanh
+            approximation): the result is then ``activation(x @ weight.T + bias)``.
+            For training, ``linear_activation`` also returns what the backward needs.
+
+    Shape:
+        x: (..., in_features), any number of leading dims (flattened to rows).
+        weight: (out_features, in_features).
+        bias: (out_features,) or None.
+        result: (..., out_features).
+    """
+    op = "linear"
+    code = None if activation is None else _linear_activation_code(op, activation)
+    xp, dtype, x, weight, bias, out_features, in_features = _linear_inputs(op, x, weight, bias)
     y = output(xp, x.shape[:-1] + (out_features,), dtype, out, op)
     x_rows = _rows(x, in_features)
-    _C.linear_forward(x_rows, weight, bias, _kernel_out(y, (x_rows.shape[0], out_features), op))
+    y_rows = _kernel_out(y, (x_rows.shape[0], out_features), op)
+    if code is None:
+        _C.linear_forward(x_rows, weight, bias, y_rows)
+    else:
+        _C.linear_activation_forward(code, x_rows, weight, bias, None, y_rows, float(negative_slope))
     return y
 
 
@@ -269,6 +302,81 @@ def linear_backward_weight(grad_output, x, bias=True):
     _C.linear_backward_weight(_rows(grad_output, out_features), _rows(x, in_features),
                               grad_weight, grad_bias)
     return grad_weight, grad_bias
+
+
+def linear_activation(x, weight, bias, activation, negative_slope=0.01):
+    """The fused layer for training: ``(y, saved)`` with y = activation(x @ weight.T + bias).
+
+    ``saved`` is what ``linear_activation_backward`` needs besides x and weight: y itself
+    for 'relu', 'sigmoid' and 'tanh' (their derivatives follow from the output), the
+    pre-activation x @ weight.T + bias for 'leaky_relu', 'gelu' and 'gelu_tanh'.
+
+    Shape: x (..., in_features), weight (out_features, in_features), bias (out_features,)
+    or None -> y and saved (..., out_features).
+    """
+    op = "linear_activation"
+    code = _linear_activation_code(op, activation)
+    xp, dtype, x, weight, bias, out_features, in_features = _linear_inputs(op, x, weight, bias)
+    shape = x.shape[:-1] + (out_features,)
+    y = xp.empty(shape, dtype=dtype)
+    x_rows = _rows(x, in_features)
+    kernel_shape = (x_rows.shape[0], out_features)
+    if _C.linear_activation_backward_uses_output(code):
+        _C.linear_activation_forward(code, x_rows, weight, bias, None, y.reshape(kernel_shape),
+                                     float(negative_slope))
+        return y, y
+    pre = xp.empty(shape, dtype=dtype)
+    _C.linear_activation_forward(code, x_rows, weight, bias, pre.reshape(kernel_shape),
+                                 y.reshape(kernel_shape), float(negative_slope))
+    return y, pre
+
+
+def linear_activation_backward(saved, grad_output, x, weight, activation, bias=True,
+                               negative_slope=0.01, input_grad=True, weight_grad=True):
+    """Gradients of ``linear_activation`` from the gradient of its output y.
+
+    One pass computes grad_pre = activation'(.) * grad_output and the bias gradient (its
+    sums over rows); two GEMMs give the input and weight gradients from grad_pre.
+
+    Args:
+        saved: the second result of ``linear_activation`` (y or the pre-activation).
+        grad_output: gradient of the loss with respect to y.
+        x, weight: the forward's input and weight.
+        bias: whether to compute the bias gradient.
+        input_grad, weight_grad: whether to compute the input / weight gradient.
+
+    Returns ``(grad_x, grad_weight, grad_bias)``, None where not asked for.
+
+    Shape: saved, grad_output (..., out_features); x (..., in_features) with the same
+    leading dims; weight (out_features, in_features).
+    """
+    op = "linear_activation_backward"
+    code = _linear_activation_code(op, activation)
+    dy_shape, x_shape, saved_shape = np.shape(grad_output), np.shape(x), np.shape(saved)
+    if not dy_shape or not x_shape or dy_shape[:-1] != x_shape[:-1]:
+        raise ValueError(f"{op}: grad_output (shape {dy_shape}) and x (shape {x_shape}) must "
+                         "have the same leading dimensions (..., features)")
+    if saved_shape != dy_shape:
+        raise ValueError(f"{op}: saved has shape {saved_shape} but grad_output has shape "
+                         f"{dy_shape}; they must match")
+    xp, dtype, (saved, grad_output, x, weight) = float_inputs(
+        op, saved=saved, grad_output=grad_output, x=x, weight=weight)
+    _check_weight(op, weight)
+    out_features, in_features = dy_shape[-1], x_shape[-1]
+    if weight.shape != (out_features, in_features):
+        raise ValueError(f"{op}: weight has shape {weight.shape}; grad_output and x imply "
+                         f"({out_features}, {in_features})")
+    dy_rows = _rows(grad_output, out_features)
+    rows = dy_rows.shape[0]
+    grad_pre = xp.empty((rows, out_features), dtype=dtype)
+    grad_x = xp.empty(x_shape, dtype=dtype) if input_grad else None
+    grad_weight = xp.empty((out_features, in_features), dtype=dtype) if weight_grad else None
+    grad_bias = xp.empty((out_features,), dtype=dtype) if bias else None
+    _C.linear_activation_backward(code, _rows(saved, out_features), dy_rows, _rows(x, in_features),
+                                  weight, grad_pre,
+                                  None if grad_x is None else grad_x.reshape(rows, in_features),
+                                  grad_weight, grad_bias, float(negative_slope))
+    return grad_x, grad_weight, grad_bias
 
 
 # --- convolution -------------------------------------------------------------------------

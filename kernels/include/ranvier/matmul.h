@@ -1,5 +1,6 @@
 // Matrix multiplication and the fully connected (linear) layer.
 #pragma once
+#include "ranvier/activations.h"
 #include "ranvier/common.h"
 #include "ranvier/simd_path.h"
 
@@ -98,3 +99,44 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
                             int64_t out, StreamHandle stream);
 
 }  // namespace ranvier::cuda
+
+namespace ranvier {
+
+// --- fused linear + bias + activation (linear.cpp) ------------------------------------------
+// Which forward array the fused backward takes as `saved`: the output y where the derivative
+// follows from it (ReLU: y <= 0 exactly where x <= 0; sigmoid, tanh), else the
+// pre-activation z = x @ w^T + bias (LeakyReLU with any slope, both GELUs).
+constexpr bool linear_activation_backward_uses_output(Activation act) {
+  return act == Activation::ReLU || act == Activation::Sigmoid || act == Activation::Tanh;
+}
+
+namespace cpu {
+// y (rows, out) = f(x (rows, in) @ w (out, in)^T + bias (out)); bias may be null. The GEMM
+// writes z = x @ w^T and one output pass adds the bias and applies f. When `pre` is not null
+// it receives z (rows, out) for the backward; else y alone is written.
+template <typename T>
+void linear_activation_forward(Activation act, T alpha, const T* x, const T* w, const T* bias,
+                               T* pre, T* y, int64_t rows, int64_t in, int64_t out);
+// From dy (rows, out), the gradient of the activated output, and `saved` (rows, out): y or z
+// as linear_activation_backward_uses_output(act) says. One pass writes dz = f'(.) * dy into
+// the scratch `dz` (rows, out) and sums dbias (out) = column sums of dz; then two GEMMs give
+// dx (rows, in) = dz @ w and dw (out, in) = dz^T @ x. dx, dw and dbias may each be null.
+template <typename T>
+void linear_activation_backward(Activation act, T alpha, const T* saved, const T* dy,
+                                const T* x, const T* w, T* dz, T* dx, T* dw, T* dbias,
+                                int64_t rows, int64_t in, int64_t out);
+}  // namespace cpu
+
+namespace cuda {
+// The CUDA twins of the two above (kernels/cuda/linear.cu), on `stream`.
+template <typename T>
+void linear_activation_forward(Activation act, T alpha, const T* x, const T* w, const T* bias,
+                               T* pre, T* y, int64_t rows, int64_t in, int64_t out,
+                               StreamHandle stream);
+template <typename T>
+void linear_activation_backward(Activation act, T alpha, const T* saved, const T* dy,
+                                const T* x, const T* w, T* dz, T* dx, T* dw, T* dbias,
+                                int64_t rows, int64_t in, int64_t out, StreamHandle stream);
+}  // namespace cuda
+
+}  // namespace ranvier

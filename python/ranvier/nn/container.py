@@ -6,9 +6,37 @@ import numbers
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from . import functional as F
+from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .linear import Linear
 from .module import Module
 
 __all__ = ["Sequential"]
+
+
+def _fused_activation(module):
+    """(name, negative_slope) of the fused linear kernel's activation for an activation
+    layer that it can replace, else None. Exact types only: a subclass may change forward."""
+    kind = type(module)
+    if kind is ReLU:
+        return "relu", 0.0
+    if kind is Sigmoid:
+        return "sigmoid", 0.0
+    if kind is Tanh:
+        return "tanh", 0.0
+    if kind is GELU:
+        return ("gelu" if module.approximate == "none" else "gelu_tanh"), 0.0
+    if kind is LeakyReLU:
+        return "leaky_relu", module.negative_slope
+    return None
+
+
+def _runs_own_forward(module, kind) -> bool:
+    """Whether calling `module` runs `kind`'s forward unchanged: its exact type, no forward
+    replaced on the instance, and no forward hooks (should Module ever get them)."""
+    attributes = module.__dict__
+    return (type(module) is kind and "forward" not in attributes
+            and not attributes.get("_forward_hooks"))
 
 
 class Sequential(Module):
@@ -16,6 +44,11 @@ class Sequential(Module):
 
     Sub-modules are named ``"0"``, ``"1"``, ... (so the state-dict keys are ``"0.weight"``,
     ...), or by the keys of an ``OrderedDict`` given as the only argument.
+
+    A ``Linear`` followed directly by ``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh`` or
+    ``GELU`` (exactly these classes, forward not replaced) runs as one fused kernel: bias
+    and activation are applied in the GEMM's output pass, and the backward is one call. The
+    results and gradients are those of running the two modules in turn, to rounding.
 
     Args:
         *modules: the modules in order, or one ``OrderedDict`` of name -> module.
@@ -79,6 +112,22 @@ class Sequential(Module):
         return self
 
     def forward(self, input):
-        for module in self._modules.values():
+        # A Linear followed directly by ReLU, LeakyReLU, Sigmoid, Tanh or GELU runs as one
+        # fused kernel (bias and activation in the GEMM's output pass, one backward call):
+        # the same values and gradients to rounding, fewer passes and Python calls.
+        modules = list(self._modules.values())
+        index, count = 0, len(modules)
+        while index < count:
+            module = modules[index]
+            if index + 1 < count and _runs_own_forward(module, Linear):
+                following = modules[index + 1]
+                fused = _fused_activation(following)
+                if fused is not None and _runs_own_forward(following, type(following)):
+                    module._check_input(input)
+                    params = module._parameters
+                    input = F._linear_activation(input, params["weight"], params["bias"], *fused)
+                    index += 2
+                    continue
             input = module(input)
+            index += 1
         return input

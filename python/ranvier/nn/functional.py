@@ -67,6 +67,41 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return _Linear.apply(input, weight, bias)
 
 
+class _LinearActivation(Function):
+    """activation(x @ weight.T + bias) in one kernel call each way (ops.linear_activation).
+    x (..., in), weight (out, in), bias (out) or None -> (..., out). What nn.Sequential runs
+    for a Linear followed directly by an activation layer."""
+
+    op_name = "linear"
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation, negative_slope):
+        if not any(ctx.needs_input_grad):  # not recorded: nothing to save
+            return ops.linear(x, weight, bias, activation=activation, negative_slope=negative_slope)
+        y, saved = ops.linear_activation(x, weight, bias, activation, negative_slope)
+        ctx.save_for_backward(x, weight, saved)
+        ctx.activation, ctx.negative_slope = activation, negative_slope
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, saved = ctx.saved_arrays
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grads = ops.linear_activation_backward(
+            saved, grad, x, weight, ctx.activation, bias=need_b,
+            negative_slope=ctx.negative_slope, input_grad=need_x, weight_grad=need_w)
+        return grads + (None, None)
+
+
+def _linear_activation(input: Tensor, weight: Tensor, bias: Tensor | None, activation: str,
+                       negative_slope: float = 0.01) -> Tensor:
+    """activation(linear(input, weight, bias)) fused: the same values and gradients (to
+    rounding) as the two functions in turn, in one kernel call each way. ``activation`` is
+    a name of ops.LINEAR_ACTIVATIONS. Used by nn.Sequential; not part of PyTorch's API."""
+    _check_tensor("linear", "input", input)
+    return _LinearActivation.apply(input, weight, bias, activation, negative_slope)
+
+
 # --- convolution -------------------------------------------------------------------------
 # One Function per rank; backward calls the ops backward kernels with the forward's
 # hyper-parameters. ops handles unbatched inputs and checks every shape.

@@ -63,12 +63,16 @@ class Linear(Module):
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def _check_input(self, input) -> None:
+        """ValueError naming the layer unless input's last dimension is ``in_features``."""
         shape = tuple(getattr(input, "shape", ()))
         if len(shape) == 0 or shape[-1] != self.in_features:
             features = shape[-1] if shape else "no"
             raise ValueError(f"{self!r}: input has {features} features (shape {shape}); "
                              f"expected the last dimension to be {self.in_features}")
+
+    def forward(self, input):
+        self._check_input(input)
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
