@@ -32,6 +32,7 @@
 // process rather than freed through a finalised interpreter.
 // Nothing here is compiled without RANVIER_WITH_CUDA.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "bindings.h"
 
@@ -41,6 +42,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "ranvier/device_allocator.h"
 #endif
@@ -104,8 +106,11 @@ void* cupy_allocate(size_t bytes, StreamHandle stream, const char* what) {
     } catch (py::error_already_set& error) {
       // Converted here, with the GIL held, into plain C++ exceptions that may cross the
       // GIL-released kernel code.
+      // "OutOfMemoryError: Out of memory allocating ..." (error.what() would add a traceback).
       const std::string message = std::string(what) + ": cannot allocate " + std::to_string(bytes) +
-                                  " bytes of GPU scratch memory from CuPy's memory pool: " + error.what();
+                                  " bytes of GPU scratch memory from CuPy's memory pool: " +
+                                  py::str(error.type().attr("__name__")).cast<std::string>() + ": " +
+                                  py::str(error.value()).cast<std::string>();
       if (error.matches(PyExc_MemoryError)) throw cuda::DeviceOutOfMemory(message);
       throw std::runtime_error(message);
     }
@@ -164,6 +169,21 @@ void bind_device_allocator(py::module_& m) {
         "Where the CUDA kernels' scratch memory comes from: 'cupy' or 'cudaMallocAsync'.");
   m.def("cuda_scratch_live_buffers", [] { return live_buffer_count(); },
         "Number of scratch buffers taken from CuPy's pool and not yet given back.");
+  // For tests of the allocator without a GPU (a stand-in cupy.cuda in sys.modules).
+  m.def("_cuda_set_scratch_allocator", [](const std::string& name) {
+    if (name != "cupy" && name != "cudaMallocAsync") {
+      throw py::value_error("_cuda_set_scratch_allocator: expected 'cupy' or 'cudaMallocAsync', got '" + name + "'");
+    }
+    cuda::set_device_allocator(name == "cupy" ? &kCupyAllocator : nullptr);
+  }, py::arg("name"), "Installs the CuPy or the default scratch allocator (tests only).");
+  m.def("_cuda_scratch_probe", [](size_t bytes, uintptr_t stream, const std::string& what) {
+    // As a kernel does: GIL released, one DeviceScratch for the duration of the call.
+    // Returns (its address, the CuPy buffers live while it was held).
+    py::gil_scoped_release nogil;
+    cuda::DeviceScratch scratch(bytes, reinterpret_cast<StreamHandle>(stream), what.c_str());
+    return std::make_pair(reinterpret_cast<uintptr_t>(scratch.as<void>()), live_buffer_count());
+  }, py::arg("nbytes"), py::arg("stream"), py::arg("what"),
+     "Allocates and frees one scratch buffer as a kernel would (tests only).");
 #else
   m.def("cuda_scratch_allocator", [] { return std::string(); },
         "'' in a build without CUDA (no CUDA kernels, no scratch memory).");

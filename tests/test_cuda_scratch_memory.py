@@ -3,14 +3,20 @@
 The kernels take every temporary buffer (conv column buffers, reduction partial sums)
 through one replaceable allocator (kernels/include/ranvier/device_allocator.h); at import,
 when CuPy is installed, csrc/device_allocator_cupy.cpp makes it cupy.cuda.alloc. The first
-test runs everywhere (it checks which allocator the build installed); the others need a GPU
-and skip cleanly without one: they check that the scratch is taken from (and given back to)
+test runs everywhere (it checks which allocator the build installed); the next ones need only
+a CUDA build: they drive the CuPy allocator through _C._cuda_scratch_probe (one scratch buffer
+allocated and freed with the GIL released, as a kernel does) against a stand-in cupy.cuda
+module, to check the lifetime of the buffers, the stream check and the exceptions without a
+GPU. The rest need a GPU and skip cleanly without one: they check that the scratch is taken from (and given back to)
 the CuPy pool in use, that a failed allocation is a Python exception naming the kernel, and
 that kernels allocating from several threads and streams at once give the CPU's results.
 """
 
 import importlib.util
+import sys
 import threading
+import types
+import weakref
 
 import numpy as np
 import pytest
@@ -39,6 +45,114 @@ def test_scratch_allocator_is_cupy_where_cupy_is_installed():
     else:
         expected = "cudaMallocAsync"
     assert _C.cuda_scratch_allocator() == expected
+    assert _C.cuda_scratch_live_buffers() == 0
+
+
+needs_cuda_build = pytest.mark.skipif(not ranvier.cuda.is_built(), reason="built without CUDA")
+
+
+class FakeMemoryPointer:
+    """Stands in for cupy.cuda.MemoryPointer: an address, and a life we can watch."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class FakeCupyCuda(types.ModuleType):
+    """Stands in for cupy.cuda: a current stream and an allocator that records its calls."""
+
+    def __init__(self, stream_ptr=0, error=None):
+        super().__init__("cupy.cuda")
+        self.stream_ptr, self.error = stream_ptr, error
+        self.requests, self.handed_out = [], []
+
+    def get_current_stream(self):
+        return types.SimpleNamespace(ptr=self.stream_ptr)
+
+    def alloc(self, nbytes):
+        self.requests.append(nbytes)
+        if self.error is not None:
+            raise self.error
+        memory = FakeMemoryPointer(0x7F0000000000 + 4096 * len(self.requests))
+        self.handed_out.append(weakref.ref(memory))
+        return memory
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """Installs the CuPy allocator against a stand-in cupy.cuda; restores both afterwards."""
+    previous = _C.cuda_scratch_allocator()
+    fake = FakeCupyCuda()
+    monkeypatch.setitem(sys.modules, "cupy.cuda", fake)
+    _C._cuda_set_scratch_allocator("cupy")
+    yield fake
+    _C._cuda_set_scratch_allocator(previous)
+
+
+@needs_cuda_build
+def test_cupy_allocator_holds_the_buffer_while_the_kernel_runs(fake_cupy):
+    address, live_during = _C._cuda_scratch_probe(200, 0, "probe_kernel")
+    assert fake_cupy.requests == [200]
+    [memory] = fake_cupy.handed_out
+    assert address == 0x7F0000000000 + 4096
+    assert live_during == 1
+    # Given back (the MemoryPointer dropped, so its block returns to CuPy's pool) at the end.
+    assert memory() is None
+    assert _C.cuda_scratch_live_buffers() == 0
+
+
+@needs_cuda_build
+def test_cupy_allocator_zero_bytes_allocates_nothing(fake_cupy):
+    assert _C._cuda_scratch_probe(0, 0, "probe_kernel") == (0, 0)
+    assert fake_cupy.requests == []
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("error,expected", [(MemoryError("fake pool exhausted"), MemoryError),
+                                            (ValueError("fake allocator broke"), RuntimeError)])
+def test_cupy_allocator_errors_name_the_kernel(fake_cupy, error, expected):
+    fake_cupy.error = error
+    with pytest.raises(expected, match=r"probe_kernel: cannot allocate 96 bytes of GPU scratch memory "
+                                       r"from CuPy's memory pool: .*" + str(error)):
+        _C._cuda_scratch_probe(96, 0, "probe_kernel")
+    assert _C.cuda_scratch_live_buffers() == 0
+
+
+@needs_cuda_build
+def test_cupy_allocator_leaves_other_streams_to_cuda_malloc_async(fake_cupy):
+    # A buffer for work on a stream that is not CuPy's current one cannot be handed back to
+    # CuPy's pool safely (its reuse is ordered on CuPy's stream only): the default takes it.
+    fake_cupy.stream_ptr = 0x1234
+    if ranvier.cuda.device_count() == 0:
+        with pytest.raises(RuntimeError, match="probe_kernel: cannot allocate 64 bytes .*cudaMallocAsync"):
+            _C._cuda_scratch_probe(64, 0, "probe_kernel")
+    else:
+        address, live_during = _C._cuda_scratch_probe(64, 0, "probe_kernel")
+        assert address != 0 and live_during == 0
+    assert fake_cupy.requests == []
+
+
+@needs_cuda_build
+def test_cupy_allocator_from_several_threads(fake_cupy):
+    # Each probe releases the GIL, then re-acquires it inside the allocator and the free.
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(50):
+                results.append(_C._cuda_scratch_probe(32, 0, "probe_kernel"))
+        except Exception as error:  # reported below, in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == 200 and len(fake_cupy.requests) == 200
+    assert all(1 <= live <= 4 for _, live in results)
+    assert all(memory() is None for memory in fake_cupy.handed_out)
     assert _C.cuda_scratch_live_buffers() == 0
 
 
