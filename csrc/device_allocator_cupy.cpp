@@ -10,9 +10,9 @@
 // call, which the bindings make with the GIL released, and the kernel API has no workspace
 // argument; allocating in the bindings instead would mean every binding knowing every
 // kernel's scratch sizes. So allocate/free re-acquire the GIL (py::gil_scoped_acquire, valid
-// in a thread that released it) for the few microseconds of the CuPy call, and hold no other
-// lock meanwhile (the registry's mutex is only taken without the GIL held or for a map
-// operation), so no lock-order deadlock is possible.
+// in a thread that released it) for the few microseconds of the CuPy call. The registry's
+// mutex is held only for one map operation and never while waiting for the GIL, so no
+// lock-order deadlock is possible.
 //
 // Stream ordering: a MemoryPointer from CuPy's pool belongs to the pool's arena of the stream
 // that was current when it was allocated (CuPy keeps "an arena (bins) for each stream to
@@ -30,7 +30,7 @@
 // Interpreter exit: an atexit hook puts the default allocator back and marks Python gone;
 // buffers still held then (only by kernels running in daemon threads) are left to the exiting
 // process rather than freed through a finalised interpreter.
-// Nothing here is compiled without RANVIER_WITH_CUDA.
+// Without RANVIER_WITH_CUDA none of this is compiled; only the two queries remain ('', 0).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
