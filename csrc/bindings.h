@@ -20,5 +20,7 @@ void bind_conv(pybind11::module_& m);
 void bind_vector_math(pybind11::module_& m);
 // the CPU kernels' thread count (issue 5)
 void bind_threads(pybind11::module_& m);
+// the CUDA kernels' scratch memory from CuPy's pool (issue 4): device_allocator_cupy.cpp
+void bind_device_allocator(pybind11::module_& m);
 
 }  // namespace ranvier::binding

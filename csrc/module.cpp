@@ -18,4 +18,5 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_conv(m);
   ranvier::binding::bind_vector_math(m);
   ranvier::binding::bind_threads(m);
+  ranvier::binding::bind_device_allocator(m);
 }

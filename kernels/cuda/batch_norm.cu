@@ -246,7 +246,7 @@ void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* 
   const int64_t count = N * L;
   const int64_t partials = C * blocks_per_channel_for(C, count);
   // mean (C) in double, then the partial sums.
-  StreamScratch scratch(sizeof(Accum) * static_cast<size_t>(C + partials), s, "batch_norm scratch");
+  DeviceScratch scratch(sizeof(Accum) * static_cast<size_t>(C + partials), s, "batch_norm scratch");
   Accum* mean = scratch.as<Accum>();
   Accum* partial = mean + C;
   per_channel_sums<1>(C, count, SumTerm<T>{x, C, L}, MeanFinish{mean, count}, partial, s,
@@ -279,7 +279,7 @@ void batch_norm_backward(const T* dy, const T* x, const T* save_mean, const T* s
   const int64_t count = N * L;
   const int64_t partials = C * blocks_per_channel_for(C, count);
   // sums (C, 2) in double, then the partial sums (C, blocks, 2).
-  StreamScratch scratch(sizeof(Accum) * static_cast<size_t>(2 * C + 2 * partials), s, "batch_norm_backward scratch");
+  DeviceScratch scratch(sizeof(Accum) * static_cast<size_t>(2 * C + 2 * partials), s, "batch_norm_backward scratch");
   Accum* sums = scratch.as<Accum>();
   Accum* partial = sums + 2 * C;
   per_channel_sums<2>(C, count, BackwardTerm<T>{dy, x, save_mean, C, L},

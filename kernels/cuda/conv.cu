@@ -14,14 +14,16 @@
 // col2im gathers (one thread per input pixel, no atomics: deterministic). The per-image
 // weight gradients are summed in a fixed order by a reduction kernel, so dw does not depend
 // on scheduling. A 1x1 kernel with stride 1 and no padding needs no column buffer.
-// Workspace (column buffer, per-image weight gradients) comes from the stream-ordered
-// allocator (cudaMallocAsync on the kernels' stream), at most kWorkspaceBytes per chunk.
+// Workspace (column buffer, per-image weight gradients) is a DeviceScratch on the kernels'
+// stream (ranvier/device_allocator.h: CuPy's memory pool under Python), at most
+// kWorkspaceBytes per chunk.
 #include <algorithm>
 #include <cstdint>
 
 #include "check.cuh"
 #include "gemm.cuh"
 #include "ranvier/conv.h"
+#include "ranvier/device_allocator.h"
 
 namespace ranvier::cuda {
 
@@ -183,25 +185,6 @@ __global__ void fill_zero_kernel(T* x, int64_t n) {
 
 #undef RANVIER_GRID_STRIDE
 
-// A stream-ordered device buffer, freed on the same stream when it goes out of scope.
-class Workspace {
- public:
-  Workspace(int64_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (bytes > 0) check_cuda(cudaMallocAsync(&data_, static_cast<size_t>(bytes), stream), "cudaMallocAsync (conv workspace)");
-  }
-  ~Workspace() {
-    if (data_ != nullptr) cudaFreeAsync(data_, stream_);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  template <typename T>
-  T* as() const { return static_cast<T*>(data_); }
-
- private:
-  void* data_ = nullptr;
-  cudaStream_t stream_;
-};
-
 // At most this much workspace per chunk (but always at least one image).
 constexpr int64_t kWorkspaceBytes = int64_t{256} << 20;
 
@@ -223,7 +206,7 @@ void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* b
   if (d.batch == 0) return;
   const cudaStream_t s = as_stream(stream);
   const int64_t chunk = images_per_chunk<T>(d.batch, d.direct ? 0 : d.image_col_size);
-  Workspace col(d.direct ? 0 : chunk * d.image_col_size * static_cast<int64_t>(sizeof(T)), s);
+  DeviceScratch col(static_cast<size_t>(d.direct ? 0 : chunk * d.image_col_size) * sizeof(T), s, "conv2d_forward (column buffer)");
   for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
     const int64_t images = std::min(chunk, d.batch - n0);
     const T* x_chunk = x + n0 * d.in_channels * d.in_pixels;
@@ -259,7 +242,7 @@ void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T*
   if (d.batch == 0) return;
   const cudaStream_t s = as_stream(stream);
   const int64_t chunk = images_per_chunk<T>(d.batch, d.direct ? 0 : d.image_col_size);
-  Workspace col(d.direct ? 0 : chunk * d.image_col_size * static_cast<int64_t>(sizeof(T)), s);
+  DeviceScratch col(static_cast<size_t>(d.direct ? 0 : chunk * d.image_col_size) * sizeof(T), s, "conv2d_backward_input (column buffer)");
   for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
     const int64_t images = std::min(chunk, d.batch - n0);
     const T* dy_chunk = dy + n0 * d.out_channels * d.out_pixels;
@@ -301,8 +284,8 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
   // Per image: its column buffer (unless direct) and its own weight gradient.
   const int64_t col_per_image = d.direct ? 0 : d.image_col_size;
   const int64_t chunk = images_per_chunk<T>(d.batch, col_per_image + d.weight_size);
-  Workspace col(chunk * col_per_image * static_cast<int64_t>(sizeof(T)), s);
-  Workspace per_image(chunk * d.weight_size * static_cast<int64_t>(sizeof(T)), s);
+  DeviceScratch col(static_cast<size_t>(chunk * col_per_image) * sizeof(T), s, "conv2d_backward_weight (column buffer)");
+  DeviceScratch per_image(static_cast<size_t>(chunk * d.weight_size) * sizeof(T), s, "conv2d_backward_weight (per-image weight gradients)");
   for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
     const int64_t images = std::min(chunk, d.batch - n0);
     const T* x_chunk = x + n0 * d.in_channels * d.in_pixels;

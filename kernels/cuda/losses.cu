@@ -320,7 +320,7 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
                             StreamHandle stream) {
   if (rows <= 0) return;
   const cudaStream_t s = as_stream(stream);
-  StreamScratch mean_divisor(sizeof(ReduceAccum), s, "cross_entropy_backward (scratch)");
+  DeviceScratch mean_divisor(sizeof(ReduceAccum), s, "cross_entropy_backward (scratch)");
   if (reduction == Reduction::Mean) {
     reduce_two_pass<1>(rows, CrossEntropyWeight<T>{target, class_weight, ignore_index},
                        WriteTotal{mean_divisor.as<ReduceAccum>()}, s, "cross_entropy_weight_partial_sums_kernel",

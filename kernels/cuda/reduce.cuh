@@ -8,12 +8,13 @@
 //      then over its threads with the tree; partial[b] = that sum (K quantities per item);
 //   2. one block of finish_sums_kernel adds the partial sums with the same tree and hands the
 //      K totals to a Finish functor (which writes the result).
-// The scratch for the partial sums is stream-ordered memory (cudaMallocAsync), freed on the
-// same stream after the second pass.
+// The scratch for the partial sums is a DeviceScratch (ranvier/device_allocator.h: CuPy's
+// memory pool under Python), given back on the same stream after the second pass.
 #pragma once
 #include <climits>
 
 #include "check.cuh"
+#include "ranvier/device_allocator.h"
 
 namespace ranvier::cuda {
 
@@ -83,33 +84,12 @@ __global__ void finish_sums_kernel(const ReduceAccum* partial, int blocks, Finis
   if (threadIdx.x == 0) finish(acc);
 }
 
-// Stream-ordered scratch memory, freed on the same stream when it goes out of scope.
-class StreamScratch {
- public:
-  StreamScratch(size_t bytes, cudaStream_t stream, const char* what) : stream_(stream) {
-    check_cuda(cudaMallocAsync(&ptr_, bytes, stream), what);
-  }
-  ~StreamScratch() {
-    if (ptr_) cudaFreeAsync(ptr_, stream_);  // errors here would surface at the next check
-  }
-  StreamScratch(const StreamScratch&) = delete;
-  StreamScratch& operator=(const StreamScratch&) = delete;
-  template <typename U>
-  U* as() const {
-    return static_cast<U*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  cudaStream_t stream_;
-};
-
 // For the bindings' input checks on device arrays (class targets, probabilities, pooling
 // indices): runs launch(first) with *first = ULLONG_MAX on the device, waits, and returns
 // the index it found (-1 for none) with the element's value read back from `values`.
 template <typename V, typename Launch>
 int64_t first_flagged(const V* values, V* bad_value, cudaStream_t stream, const char* kernel, Launch&& launch) {
-  StreamScratch first(sizeof(unsigned long long), stream, kernel);
+  DeviceScratch first(sizeof(unsigned long long), stream, kernel);
   check_cuda(cudaMemsetAsync(first.as<void>(), 0xFF, sizeof(unsigned long long), stream), kernel);
   launch(first.as<unsigned long long>());
   check_launch(kernel);
@@ -128,7 +108,7 @@ template <int K, typename Term, typename Finish>
 void reduce_two_pass(int64_t n, const Term& term, const Finish& finish, cudaStream_t stream,
                      const char* partial_name, const char* finish_name) {
   const int blocks = reduce_grid_for(n);
-  StreamScratch partial(sizeof(ReduceAccum) * K * static_cast<size_t>(blocks), stream, partial_name);
+  DeviceScratch partial(sizeof(ReduceAccum) * K * static_cast<size_t>(blocks), stream, partial_name);
   partial_sums_kernel<K, Term><<<blocks, kReduceThreads, 0, stream>>>(n, term, partial.as<ReduceAccum>());
   check_launch(partial_name);
   finish_sums_kernel<K, Finish><<<1, kReduceThreads, 0, stream>>>(partial.as<ReduceAccum>(), blocks, finish);

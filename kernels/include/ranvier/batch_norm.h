@@ -46,8 +46,8 @@ namespace cuda {
 // The CUDA twins of the above, on `stream`, with the same arguments and formulas (sums in
 // double, the variance in a second pass around the mean). The per-channel sums are
 // deterministic (reduce.cuh's fixed trees, no floating-point atomics): the same bits every
-// run, though not the CPU's bits (the order of the additions differs). Scratch memory is
-// stream-ordered (cudaMallocAsync).
+// run, though not the CPU's bits (the order of the additions differs). Scratch memory comes
+// from the device allocator (ranvier/device_allocator.h).
 template <typename T>
 void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* y, T* save_mean,
                                  T* save_invstd, T* running_mean, T* running_var, int64_t N,
