@@ -20,13 +20,10 @@ void activation_forward(int code, py::handle x_obj, py::handle y_obj, double alp
   const Activation act = parse_activation(code, op);
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView y = view_output(y_obj, op, "out");
-  check_float(x, op, "x");
-  check_same_dtype(x, y, op, "x", "out");
+  check_float_args(op, {x, "x"}, {{y, "out"}});
   check_same_shape(x, y, op, "x", "out");
-  check_same_device(x, y, op, "x", "out");
   check_no_partial_overlap(y, x, op, "out", "x");
-  require_cuda_built(x, op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  const StreamHandle stream = stream_for(x);
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
@@ -48,17 +45,12 @@ void activation_backward(int code, py::handle saved_obj, py::handle dy_obj, py::
   const ArrayView saved = view_array(saved_obj, op, activation_backward_uses_output(act) ? "y" : "x");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView dx = view_output(dx_obj, op, "out");
-  check_float(saved, op, "saved");
-  check_same_dtype(saved, dy, op, "saved", "grad_output");
-  check_same_dtype(saved, dx, op, "saved", "out");
+  check_float_args(op, {saved, "saved"}, {{dy, "grad_output"}, {dx, "out"}});
   check_same_shape(saved, dy, op, "saved", "grad_output");
   check_same_shape(saved, dx, op, "saved", "out");
-  check_same_device(saved, dy, op, "saved", "grad_output");
-  check_same_device(saved, dx, op, "saved", "out");
   check_no_partial_overlap(dx, saved, op, "out", "saved");
   check_no_partial_overlap(dx, dy, op, "out", "grad_output");
-  require_cuda_built(saved, op);
-  const StreamHandle stream = saved.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  const StreamHandle stream = stream_for(saved);
   dispatch_float(saved.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;

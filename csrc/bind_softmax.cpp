@@ -36,14 +36,11 @@ void softmax_forward(py::handle x_obj, py::handle out_obj, int64_t axis, bool lo
   const char* op = log ? "log_softmax" : "softmax";
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView out = view_output(out_obj, op, "out");
-  check_float(x, op, "x");
-  check_same_dtype(x, out, op, "x", "out");
+  check_float_args(op, {x, "x"}, {{out, "out"}});
   check_same_shape(x, out, op, "x", "out");
-  check_same_device(x, out, op, "x", "out");
   check_no_partial_overlap(out, x, op, "out", "x");
-  require_cuda_built(x, op);
   const AxisSplit s = split_at_axis(x, axis, op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  const StreamHandle stream = stream_for(x);
   dispatch_float(x.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
@@ -64,18 +61,13 @@ void softmax_backward(py::handle y_obj, py::handle dy_obj, py::handle out_obj, i
   const ArrayView y = view_array(y_obj, op, "y");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView out = view_output(out_obj, op, "out");
-  check_float(y, op, "y");
-  check_same_dtype(y, dy, op, "y", "grad_output");
-  check_same_dtype(y, out, op, "y", "out");
+  check_float_args(op, {y, "y"}, {{dy, "grad_output"}, {out, "out"}});
   check_same_shape(y, dy, op, "y", "grad_output");
   check_same_shape(y, out, op, "y", "out");
-  check_same_device(y, dy, op, "y", "grad_output");
-  check_same_device(y, out, op, "y", "out");
   check_no_partial_overlap(out, y, op, "out", "y");
   check_no_partial_overlap(out, dy, op, "out", "grad_output");
-  require_cuda_built(y, op);
   const AxisSplit s = split_at_axis(y, axis, op);
-  const StreamHandle stream = y.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  const StreamHandle stream = stream_for(y);
   dispatch_float(y.dtype, op, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release nogil;
