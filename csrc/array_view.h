@@ -93,7 +93,7 @@ struct Arg {
 void check_float_args(const char* op, Arg ref, std::initializer_list<Arg> same_dtype,
                       std::initializer_list<Arg> same_device = {});
 // Every array of `others` on ref's device, then every one of ref's dtype: for arguments
-// checked after the shapes they depend on.
+// checked later than ref's check_float_args (optional weights, outputs of losses).
 void check_like(const char* op, Arg ref, std::initializer_list<Arg> others);
 // For kernels that read their inputs late (GEMM-like): each output, in order, shares no
 // memory with any input nor with the outputs after it (an overlap of two outputs is reported
@@ -125,5 +125,29 @@ decltype(auto) dispatch_float(DType dtype, const char* op, F&& f) {
 }
 
 Reduction parse_reduction(const std::string& reduction, const char* op);
+
+// The call of a kernel that has the same arguments on both devices: with T = float or double
+// as a's dtype says and the GIL released, cpu::kernel<T>(args...) for CPU arrays, or
+// cuda::kernel<T>(args..., stream) on CuPy's current stream (looked up first, with the GIL
+// held) for CUDA arrays. The arguments may name T. A CPU-only build compiles no CUDA call.
+#ifdef RANVIER_WITH_CUDA
+#define RANVIER_IF_CUDA_BUILD(...) __VA_ARGS__
+#else
+#define RANVIER_IF_CUDA_BUILD(...)
+#endif
+#define RANVIER_RUN_FLOAT_KERNEL(a, op, kernel, ...)                                       \
+  do {                                                                                     \
+    const ::ranvier::StreamHandle ranvier_stream_ = ::ranvier::binding::stream_for(a);     \
+    ::ranvier::binding::dispatch_float((a).dtype, op, [&](auto ranvier_zero_) {            \
+      using T = decltype(ranvier_zero_);                                                   \
+      ::pybind11::gil_scoped_release ranvier_nogil_;                                       \
+      if ((a).device == ::ranvier::binding::Device::CPU) {                                 \
+        ::ranvier::cpu::kernel<T>(__VA_ARGS__);                                            \
+      } else {                                                                             \
+        RANVIER_IF_CUDA_BUILD(::ranvier::cuda::kernel<T>(__VA_ARGS__, ranvier_stream_);)   \
+      }                                                                                    \
+    });                                                                                    \
+    (void)ranvier_stream_;                                                                 \
+  } while (0)
 
 }  // namespace ranvier::binding

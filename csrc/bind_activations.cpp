@@ -23,19 +23,8 @@ void activation_forward(int code, py::handle x_obj, py::handle y_obj, double alp
   check_float_args(op, {x, "x"}, {{y, "out"}});
   check_same_shape(x, y, op, "x", "out");
   check_no_partial_overlap(y, x, op, "out", "x");
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::activation_forward<T>(act, x.ptr<T>(), y.ptr<T>(), x.numel(), static_cast<T>(alpha));
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::activation_forward<T>(act, x.ptr<T>(), y.ptr<T>(), x.numel(), static_cast<T>(alpha), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, activation_forward, act, x.ptr<T>(), y.ptr<T>(), x.numel(),
+                           static_cast<T>(alpha));
 }
 
 // dx = dy * f'(saved), where saved is x or y (see activation_backward_uses_output).
@@ -50,20 +39,8 @@ void activation_backward(int code, py::handle saved_obj, py::handle dy_obj, py::
   check_same_shape(saved, dx, op, "saved", "out");
   check_no_partial_overlap(dx, saved, op, "out", "saved");
   check_no_partial_overlap(dx, dy, op, "out", "grad_output");
-  const StreamHandle stream = stream_for(saved);
-  dispatch_float(saved.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (saved.device == Device::CPU) {
-      cpu::activation_backward<T>(act, saved.ptr<T>(), dy.ptr<T>(), dx.ptr<T>(), saved.numel(), static_cast<T>(alpha));
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::activation_backward<T>(act, saved.ptr<T>(), dy.ptr<T>(), dx.ptr<T>(), saved.numel(),
-                                   static_cast<T>(alpha), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(saved, op, activation_backward, act, saved.ptr<T>(), dy.ptr<T>(),
+                           dx.ptr<T>(), saved.numel(), static_cast<T>(alpha));
 }
 
 }  // namespace

@@ -103,37 +103,17 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
                          {{weight, "weight"}, {bias, "bias"}, {mean_read, "running_mean"},
                           {var_read, "running_var"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      if (training) {
-        cpu::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                            out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                            running_mean.ptr<T>(), running_var.ptr<T>(),
-                                            v.N, v.C, v.L, momentum, eps);
-      } else {
-        cpu::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                        running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
-                                        save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps);
-      }
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      if (training) {
-        cuda::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                             out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                             running_mean.ptr<T>(), running_var.ptr<T>(),
-                                             v.N, v.C, v.L, momentum, eps, stream);
-      } else {
-        cuda::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                         running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
-                                         save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps, stream);
-      }
-#endif
-    }
-  });
-  (void)stream;
+  if (training) {
+    RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_forward_training, x.ptr<T>(), weight.ptr<T>(),
+                             bias.ptr<T>(), out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                             running_mean.ptr<T>(), running_var.ptr<T>(), v.N, v.C, v.L, momentum,
+                             eps);
+  } else {
+    RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_forward_eval, x.ptr<T>(), weight.ptr<T>(),
+                             bias.ptr<T>(), running_mean.ptr<T>(), running_var.ptr<T>(),
+                             out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L,
+                             eps);
+  }
 }
 
 // out (x's shape, or None), grad_weight, grad_bias (C) = gradients of batch_norm
@@ -171,23 +151,9 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
                        x.shape_str());
   }
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                  weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
-                                  grad_bias.ptr<T>(), v.N, v.C, v.L, training);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                   weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
-                                   grad_bias.ptr<T>(), v.N, v.C, v.L, training, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_backward, dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(),
+                           save_invstd.ptr<T>(), weight.ptr<T>(), out.ptr<T>(),
+                           grad_weight.ptr<T>(), grad_bias.ptr<T>(), v.N, v.C, v.L, training);
 }
 
 }  // namespace

@@ -219,19 +219,8 @@ void conv_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj, py::h
   check_shape(y, output_shape(Spatial, s), op, "out");
   check_outputs_disjoint(op, {{y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, conv2d_forward, s, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(),
+                           y.ptr<T>());
 }
 
 // out (N, C, *spatial) = gradient wrt x, from grad_output (N, K, *out_spatial) and weight.
@@ -249,19 +238,7 @@ void conv_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_obj
   check_shape(dy, output_shape(Spatial, s), op, "grad_output");
   check_outputs_disjoint(op, {{dx, "out"}}, {{dy, "grad_output"}, {w, "weight"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, conv2d_backward_input, s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
 }
 
 // out_weight (K, C/groups, *kernel) and out_bias (K, or None) from grad_output and x.
@@ -280,19 +257,8 @@ void conv_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_obj
   check_shape(db, {s.out_channels}, op, "out_bias");
   check_outputs_disjoint(op, {{db, "out_bias"}, {dw, "out_weight"}}, {{dy, "grad_output"}, {x, "x"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, conv2d_backward_weight, s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
+                           db.ptr<T>());
 }
 
 template <int Spatial>

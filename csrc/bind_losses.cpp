@@ -23,19 +23,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// Runs on_cpu() for CPU arrays, on_cuda(stream) for CUDA arrays (on CuPy's current stream),
-// with the GIL released.
-template <typename OnCpu, typename OnCuda>
-void run_on_device(const ArrayView& a, OnCpu&& on_cpu, OnCuda&& on_cuda) {
-  const StreamHandle stream = stream_for(a);
-  py::gil_scoped_release nogil;
-  if (a.device == Device::CPU) {
-    on_cpu();
-  } else {
-    on_cuda(stream);
-  }
-}
-
 // The index of flat element `flat` in an array of `shape`, written as NumPy indexes: "[1, 2]".
 std::string index_str(const std::vector<int64_t>& shape, int64_t flat) {
   if (shape.empty()) return "[()]";
@@ -131,22 +118,8 @@ void mse_loss_forward(py::handle pred_obj, py::handle target_obj, py::handle out
   const Reduction reduction = parse_reduction(reduction_name, op);
   const ElementwiseInputs in = view_elementwise(op, "pred", pred_obj, target_obj, py::none());
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "pred");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
-              reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
-              reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, mse_loss_forward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           out.ptr<T>(), in.input.numel(), reduction);
 }
 
 void mse_loss_backward(py::handle pred_obj, py::handle target_obj, py::handle dout_obj,
@@ -155,22 +128,8 @@ void mse_loss_backward(py::handle pred_obj, py::handle target_obj, py::handle do
   const Reduction reduction = parse_reduction(reduction_name, op);
   const ElementwiseInputs in = view_elementwise(op, "pred", pred_obj, target_obj, py::none());
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "pred");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
-              b.out.ptr<T>(), in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
-              b.out.ptr<T>(), in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, mse_loss_backward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), reduction);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,22 +173,8 @@ void bce_loss_forward(py::handle prob_obj, py::handle target_obj, py::handle wei
   const ElementwiseInputs in = view_elementwise(op, "prob", prob_obj, target_obj, weight_obj);
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "prob");
   check_probabilities(in.input, op);
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), out.ptr<T>(), in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), out.ptr<T>(), in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_loss_forward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           in.weight.ptr<T>(), out.ptr<T>(), in.input.numel(), reduction);
 }
 
 void bce_loss_backward(py::handle prob_obj, py::handle target_obj, py::handle weight_obj,
@@ -239,24 +184,9 @@ void bce_loss_backward(py::handle prob_obj, py::handle target_obj, py::handle we
   const ElementwiseInputs in = view_elementwise(op, "prob", prob_obj, target_obj, weight_obj);
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "prob");
   check_probabilities(in.input, op);
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), b.grad_output.ptr<T>(), b.out.ptr<T>(),
-              in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), b.grad_output.ptr<T>(), b.out.ptr<T>(),
-              in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_loss_backward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           in.weight.ptr<T>(), b.grad_output.ptr<T>(), b.out.ptr<T>(),
+                           in.input.numel(), reduction);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,24 +221,9 @@ void bce_with_logits_forward(py::handle logits_obj, py::handle target_obj, py::h
   const PosWeight pw = view_pos_weight(in, pos_weight_obj, op);
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "logits");
   check_disjoint(out, pw.view, op, "out", "pos_weight");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), pw.view.ptr<T>(), out.ptr<T>(),
-              in.input.numel(), pw.classes, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), pw.view.ptr<T>(), out.ptr<T>(),
-              in.input.numel(), pw.classes, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_with_logits_forward, in.input.ptr<T>(),
+                           in.target.ptr<T>(), in.weight.ptr<T>(), pw.view.ptr<T>(), out.ptr<T>(),
+                           in.input.numel(), pw.classes, reduction);
 }
 
 void bce_with_logits_backward(py::handle logits_obj, py::handle target_obj, py::handle weight_obj,
@@ -320,24 +235,10 @@ void bce_with_logits_backward(py::handle logits_obj, py::handle target_obj, py::
   const PosWeight pw = view_pos_weight(in, pos_weight_obj, op);
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "logits");
   check_disjoint(b.out, pw.view, op, "out", "pos_weight");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), pw.view.ptr<T>(),
-              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              in.weight.ptr<T>(), pw.view.ptr<T>(),
-              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_with_logits_backward, in.input.ptr<T>(),
+                           in.target.ptr<T>(), in.weight.ptr<T>(), pw.view.ptr<T>(),
+                           b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes,
+                           reduction);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -411,24 +312,9 @@ void cross_entropy_forward(py::handle logits_obj, py::handle target_obj, py::han
   check_like(op, {in.logits, "logits"}, {{out, "out"}});
   check_shape(out, reduction == Reduction::None ? in.target.shape : kScalarShape, op, "out");
   check_outputs_disjoint(op, {{out, "out"}}, {{in.logits, "logits"}, {in.target, "target"}, {in.weight, "weight"}});
-  dispatch_float(in.logits.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.logits,
-        [&] {
-          cpu::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              in.weight.ptr<T>(), out.ptr<T>(), in.rows, in.classes, ignore_index,
-              reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              in.weight.ptr<T>(), out.ptr<T>(), in.rows, in.classes, ignore_index,
-              reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.logits, op, cross_entropy_forward, in.logits.ptr<T>(),
+                           in.target.ptr<int64_t>(), in.weight.ptr<T>(), out.ptr<T>(), in.rows,
+                           in.classes, ignore_index, reduction);
 }
 
 void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::handle weight_obj,
@@ -447,24 +333,9 @@ void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::ha
   check_shape(out, in.logits.shape, op, "out");
   check_outputs_disjoint(op, {{out, "out"}},
                          {{in.logits, "logits"}, {in.target, "target"}, {dout, "grad_output"}, {in.weight, "weight"}});
-  dispatch_float(in.logits.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.logits,
-        [&] {
-          cpu::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              in.weight.ptr<T>(), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
-              ignore_index, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              in.weight.ptr<T>(), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
-              ignore_index, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.logits, op, cross_entropy_backward, in.logits.ptr<T>(),
+                           in.target.ptr<int64_t>(), in.weight.ptr<T>(), dout.ptr<T>(),
+                           out.ptr<T>(), in.rows, in.classes, ignore_index, reduction);
 }
 
 }  // namespace

@@ -51,21 +51,8 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
 
   const int64_t stride_a = a_batched ? m * k : 0;
   const int64_t stride_b = b_batched ? k * n : 0;
-  const StreamHandle stream = stream_for(a);
-  dispatch_float(a.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (a.device == Device::CPU) {
-      cpu::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
-                     stride_a, stride_b);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
-                      stride_a, stride_b, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(a, op, matmul, a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k,
+                           trans_a, trans_b, stride_a, stride_b);
 }
 
 // out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
@@ -88,20 +75,8 @@ void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
   check_shape(y, {rows, out_features}, op, "out");
   check_outputs_disjoint(op, {{y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(), rows, in,
-                              out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, linear_forward, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(),
+                           rows, in, out_features);
 }
 
 // out (rows, in) = grad_output (rows, out_features) @ w (out_features, in).
@@ -122,20 +97,8 @@ void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_o
   check_shape(dx, {rows, in}, op, "out");
   check_outputs_disjoint(op, {{dx, "out"}}, {{dy, "grad_output"}, {w, "weight"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in,
-                                     out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_backward_input, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(),
+                           rows, in, out_features);
 }
 
 // out_weight (out_features, in) = grad_output (rows, out_features)^T @ x (rows, in);
@@ -159,21 +122,8 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
   check_shape(db, {out_features}, op, "out_bias");
   check_outputs_disjoint(op, {{db, "out_bias"}, {dw, "out_weight"}}, {{dy, "grad_output"}, {x, "x"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), rows, in,
-                                     out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), rows, in,
-                                      out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_backward_weight, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
+                           db.ptr<T>(), rows, in, out_features);
 }
 
 // c (m, n) = alpha * op(a) @ op(b) + beta * c, in place; a (m, k) or (k, m) when trans_a,
@@ -201,21 +151,9 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
   }
   check_shape(c, {m, n}, op, "c");
   check_outputs_disjoint(op, {{c, "c"}}, {{a, "a"}, {b, "b"}});
-  const StreamHandle stream = stream_for(a);
-  dispatch_float(a.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (a.device == Device::CPU) {
-      cpu::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
-                   b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
-                    b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(a, op, gemm, trans_a, trans_b, m, n, k, static_cast<T>(alpha),
+                           a.ptr<T>(), a.shape[1], b.ptr<T>(), b.shape[1], static_cast<T>(beta),
+                           c.ptr<T>(), n);
 }
 
 Activation parse_linear_activation(int code, const char* op) {
@@ -249,23 +187,9 @@ void linear_activation_forward(int code, py::handle x_obj, py::handle w_obj, py:
   check_shape(pre, {rows, out_features}, op, "pre");
   check_outputs_disjoint(op, {{pre, "pre"}, {y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
-                                        bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), rows, in,
-                                        out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
-                                         bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), rows, in, out_features,
-                                         stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, linear_activation_forward, act, static_cast<T>(alpha), x.ptr<T>(),
+                           w.ptr<T>(), bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), rows, in,
+                           out_features);
 }
 
 // From grad_output (rows, out_features) of the activated output and `saved` (rows,
@@ -305,24 +229,9 @@ void linear_activation_backward(int code, py::handle saved_obj, py::handle dy_ob
   check_outputs_disjoint(op, {{dz, "grad_pre"}, {dx, "out_x"}, {dw, "out_weight"}, {db, "out_bias"}},
                          {{saved, "saved"}, {dy, "grad_output"}, {x, "x"}, {w, "weight"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(), dy.ptr<T>(),
-                                         x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(), dx.ptr<T>(),
-                                         dw.ptr<T>(), db.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(),
-                                          dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(),
-                                          dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), rows, in,
-                                          out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_activation_backward, act, static_cast<T>(alpha),
+                           saved.ptr<T>(), dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(),
+                           dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), rows, in, out_features);
 }
 
 py::dict cpu_features() {

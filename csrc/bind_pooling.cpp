@@ -215,19 +215,8 @@ void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj
   check_shape(y, out_shape, o, "out");
   check_shape(indices, out_shape, o, "indices");
   check_outputs_disjoint(o, {{indices, "indices"}, {y, "out"}}, {{x, "x"}});
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, o, max_pool2d_forward, g, x.ptr<T>(), y.ptr<T>(),
+                           indices.ptr<int64_t>());
 }
 
 // grad_input (N, C, *in) from grad_output and indices (N, C, *out): each gradient to its
@@ -334,19 +323,8 @@ void avg_pool_forward(py::handle x_obj, py::handle y_obj, const Sizes& kernel, c
   check_float_args(o, {x, "x"}, {{y, "out"}});
   check_shape(y, output_shape(x.shape, g), o, "out");
   check_disjoint(y, x, o, "out", "x");
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, o, avg_pool2d_forward, g, count_include_pad, divisor_override,
+                           x.ptr<T>(), y.ptr<T>());
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of average pooling
@@ -364,19 +342,8 @@ void avg_pool_backward(py::handle dy_obj, py::handle dx_obj, const Sizes& kernel
   check_float_args(o, {dy, "grad_output"}, {{dx, "out"}});
   check_shape(dy, output_shape(dx.shape, g), o, "grad_output");
   check_disjoint(dx, dy, o, "out", "grad_output");
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, o, avg_pool2d_backward, g, count_include_pad, divisor_override,
+                           dy.ptr<T>(), dx.ptr<T>());
 }
 
 // The (in, out) pair of an adaptive pooling call: same rank, batch and channels; the
@@ -409,20 +376,8 @@ void adaptive_avg_pool_forward(py::handle x_obj, py::handle y_obj) {
   check_float_args(o, {x, "x"}, {{y, "out"}});
   const AdaptiveSizes s = adaptive_sizes(x, y, "x", "out", op);
   check_disjoint(y, x, o, "out", "x");
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>(),
-                                           stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, o, adaptive_avg_pool2d_forward, s.planes, s.in_h, s.in_w, s.out_h,
+                           s.out_w, x.ptr<T>(), y.ptr<T>());
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of adaptive average pooling
@@ -435,20 +390,8 @@ void adaptive_avg_pool_backward(py::handle dy_obj, py::handle dx_obj) {
   check_float_args(o, {dy, "grad_output"}, {{dx, "out"}});
   const AdaptiveSizes s = adaptive_sizes(dx, dy, "out (the gradient of the input)", "grad_output", op);
   check_disjoint(dx, dy, o, "out", "grad_output");
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>(),
-                                            stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, o, adaptive_avg_pool2d_backward, s.planes, s.in_h, s.in_w, s.out_h,
+                           s.out_w, dy.ptr<T>(), dx.ptr<T>());
 }
 
 }  // namespace

@@ -40,19 +40,8 @@ void softmax_forward(py::handle x_obj, py::handle out_obj, int64_t axis, bool lo
   check_same_shape(x, out, op, "x", "out");
   check_no_partial_overlap(out, x, op, "out", "x");
   const AxisSplit s = split_at_axis(x, axis, op);
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::softmax_forward<T>(x.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::softmax_forward<T>(x.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, softmax_forward, x.ptr<T>(), out.ptr<T>(), s.outer, s.dim,
+                           s.inner, log);
 }
 
 // out = the gradient with respect to x, from the forward output y and grad_output.
@@ -67,19 +56,8 @@ void softmax_backward(py::handle y_obj, py::handle dy_obj, py::handle out_obj, i
   check_no_partial_overlap(out, y, op, "out", "y");
   check_no_partial_overlap(out, dy, op, "out", "grad_output");
   const AxisSplit s = split_at_axis(y, axis, op);
-  const StreamHandle stream = stream_for(y);
-  dispatch_float(y.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (y.device == Device::CPU) {
-      cpu::softmax_backward<T>(y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::softmax_backward<T>(y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(y, op, softmax_backward, y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer,
+                           s.dim, s.inner, log);
 }
 
 }  // namespace
