@@ -334,4 +334,11 @@ Reduction parse_reduction(const std::string& reduction, const char* op) {
   fail_value(op, "reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
 }
 
+Activation parse_activation(int code, const char* op) {
+  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
+    fail_value(op, "unknown activation code " + std::to_string(code));
+  }
+  return static_cast<Activation>(code);
+}
+
 }  // namespace ranvier::binding

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ranvier/activations.h"
 #include "ranvier/common.h"
 
 namespace ranvier::binding {
@@ -125,6 +126,8 @@ decltype(auto) dispatch_float(DType dtype, const char* op, F&& f) {
 }
 
 Reduction parse_reduction(const std::string& reduction, const char* op);
+// The Activation with this code (the values of _C.Activation).
+Activation parse_activation(int code, const char* op);
 
 // The call of a kernel that has the same arguments on both devices: with T = float or double
 // as a's dtype says and the GIL released, cpu::kernel<T>(args...) for CPU arrays, or

@@ -7,13 +7,6 @@ namespace ranvier::binding {
 
 namespace {
 
-Activation parse_activation(int code, const char* op) {
-  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
-    fail_value(op, "unknown activation code " + std::to_string(code));
-  }
-  return static_cast<Activation>(code);
-}
-
 // y = f(x), written into y (same shape and dtype; may be x itself).
 void activation_forward(int code, py::handle x_obj, py::handle y_obj, double alpha) {
   const char* op = "activation_forward";

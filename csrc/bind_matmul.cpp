@@ -55,15 +55,14 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
                            trans_a, trans_b, stride_a, stride_b);
 }
 
-// out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
-void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
-                    py::handle out_obj) {
-  const char* op = "linear_forward";
-  const ArrayView x = view_array(x_obj, op, "x");
-  const ArrayView w = view_array(w_obj, op, "weight");
-  const ArrayView y = view_output(out_obj, op, "out");
-  const ArrayView bias = view_optional(bias_obj, op, "bias");
-  check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}});
+// The sizes of a linear layer's forward pass, checked: x (rows, in), weight (out_features,
+// in), bias (out_features) when given, out (rows, out_features).
+struct LinearDims {
+  int64_t rows, in, out_features;
+};
+
+LinearDims linear_dims(const ArrayView& x, const ArrayView& w, const ArrayView& bias,
+                       const ArrayView& y, const char* op) {
   check_ndim(x, 2, op, "x");
   check_ndim(w, 2, op, "weight");
   const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
@@ -73,10 +72,23 @@ void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
   }
   check_shape(bias, {out_features}, op, "bias");
   check_shape(y, {rows, out_features}, op, "out");
+  return {rows, in, out_features};
+}
+
+// out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
+void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
+                    py::handle out_obj) {
+  const char* op = "linear_forward";
+  const ArrayView x = view_array(x_obj, op, "x");
+  const ArrayView w = view_array(w_obj, op, "weight");
+  const ArrayView y = view_output(out_obj, op, "out");
+  const ArrayView bias = view_optional(bias_obj, op, "bias");
+  check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}});
+  const LinearDims d = linear_dims(x, w, bias, y, op);
   check_outputs_disjoint(op, {{y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
   RANVIER_RUN_FLOAT_KERNEL(x, op, linear_forward, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(),
-                           rows, in, out_features);
+                           d.rows, d.in, d.out_features);
 }
 
 // out (rows, in) = grad_output (rows, out_features) @ w (out_features, in).
@@ -156,40 +168,25 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
                            c.ptr<T>(), n);
 }
 
-Activation parse_linear_activation(int code, const char* op) {
-  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
-    fail_value(op, "unknown activation code " + std::to_string(code));
-  }
-  return static_cast<Activation>(code);
-}
-
 // out (rows, out_features) = f(x (rows, in) @ w (out_features, in)^T + bias (out_features));
 // pre receives the pre-activation when it is not None.
 void linear_activation_forward(int code, py::handle x_obj, py::handle w_obj, py::object bias_obj,
                                py::object pre_obj, py::handle out_obj, double alpha) {
   const char* op = "linear_activation_forward";
-  const Activation act = parse_linear_activation(code, op);
+  const Activation act = parse_activation(code, op);
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView y = view_output(out_obj, op, "out");
   const ArrayView bias = view_optional(bias_obj, op, "bias");
   const ArrayView pre = view_optional_output(pre_obj, op, "pre");
   check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}, {pre, "pre"}});
-  check_ndim(x, 2, op, "x");
-  check_ndim(w, 2, op, "weight");
-  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
-  if (w.shape[1] != in) {
-    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
-                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
-  }
-  check_shape(bias, {out_features}, op, "bias");
-  check_shape(y, {rows, out_features}, op, "out");
-  check_shape(pre, {rows, out_features}, op, "pre");
+  const LinearDims d = linear_dims(x, w, bias, y, op);
+  check_shape(pre, {d.rows, d.out_features}, op, "pre");
   check_outputs_disjoint(op, {{pre, "pre"}, {y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
   RANVIER_RUN_FLOAT_KERNEL(x, op, linear_activation_forward, act, static_cast<T>(alpha), x.ptr<T>(),
-                           w.ptr<T>(), bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), rows, in,
-                           out_features);
+                           w.ptr<T>(), bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), d.rows, d.in,
+                           d.out_features);
 }
 
 // From grad_output (rows, out_features) of the activated output and `saved` (rows,
@@ -202,7 +199,7 @@ void linear_activation_backward(int code, py::handle saved_obj, py::handle dy_ob
                                 py::object dx_obj, py::object dw_obj, py::object db_obj,
                                 double alpha) {
   const char* op = "linear_activation_backward";
-  const Activation act = parse_linear_activation(code, op);
+  const Activation act = parse_activation(code, op);
   const ArrayView saved = view_array(saved_obj, op, "saved");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView x = view_array(x_obj, op, "x");
@@ -301,7 +298,7 @@ void bind_matmul(py::module_& m) {
   m.def("linear_activation_backward_uses_output",
         [](int code) {
           return linear_activation_backward_uses_output(
-              parse_linear_activation(code, "linear_activation_backward_uses_output"));
+              parse_activation(code, "linear_activation_backward_uses_output"));
         },
         py::arg("activation"),
         "Whether the fused backward takes the output (True) or the pre-activation (False).");
