@@ -102,6 +102,7 @@ ArrayView view_numpy(const py::array& arr, const char* op, const char* name) {
   }
   v.writable = arr.writeable();
   v.device = Device::CPU;
+  v.present = true;
   return v;
 }
 
@@ -136,6 +137,7 @@ ArrayView view_cuda_interface(py::handle obj, const char* op, const char* name) 
   py::dict iface = obj.attr("__cuda_array_interface__");
   ArrayView v;
   v.device = Device::CUDA;
+  v.present = true;
   const std::string typestr = iface["typestr"].cast<std::string>();
   v.dtype = classify_typestr(typestr);
   v.dtype_str = typestr;
@@ -182,28 +184,36 @@ ArrayView view_output(py::handle obj, const char* op, const char* name) {
   return v;
 }
 
+ArrayView view_optional(py::handle obj, const char* op, const char* name) {
+  return obj.is_none() ? ArrayView{} : view_array(obj, op, name);
+}
+
+ArrayView view_optional_output(py::handle obj, const char* op, const char* name) {
+  return obj.is_none() ? ArrayView{} : view_output(obj, op, name);
+}
+
 void check_float(const ArrayView& a, const char* op, const char* name) {
-  if (a.dtype != DType::Float32 && a.dtype != DType::Float64) {
+  if (a.present && a.dtype != DType::Float32 && a.dtype != DType::Float64) {
     fail_type(op, std::string(name) + " has dtype " + a.dtype_str + "; expected float32 or float64");
   }
 }
 
 void check_dtype(const ArrayView& a, DType dtype, const char* op, const char* name) {
-  if (a.dtype != dtype) {
+  if (a.present && a.dtype != dtype) {
     fail_type(op, std::string(name) + " has dtype " + a.dtype_str + "; expected " + dtype_name(dtype));
   }
 }
 
 void check_same_dtype(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
                       const char* name_b) {
-  if (a.dtype != b.dtype) {
+  if (a.present && b.present && a.dtype != b.dtype) {
     fail_type(op, std::string(name_a) + " (" + a.dtype_str + ") and " + name_b + " (" + b.dtype_str +
                       ") must have the same dtype");
   }
 }
 
 void check_ndim(const ArrayView& a, int64_t ndim, const char* op, const char* name) {
-  if (a.ndim() != ndim) {
+  if (a.present && a.ndim() != ndim) {
     fail_value(op, std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " +
                        a.shape_str());
   }
@@ -211,7 +221,7 @@ void check_ndim(const ArrayView& a, int64_t ndim, const char* op, const char* na
 
 void check_shape(const ArrayView& a, const std::vector<int64_t>& shape, const char* op,
                  const char* name) {
-  if (a.shape != shape) {
+  if (a.present && a.shape != shape) {
     ArrayView expected;
     expected.shape = shape;
     fail_value(op, std::string(name) + " has shape " + a.shape_str() + ", expected " +
@@ -221,7 +231,7 @@ void check_shape(const ArrayView& a, const std::vector<int64_t>& shape, const ch
 
 void check_same_shape(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
                       const char* name_b) {
-  if (a.shape != b.shape) {
+  if (a.present && b.present && a.shape != b.shape) {
     fail_value(op, std::string(name_a) + " " + a.shape_str() + " and " + name_b + " " + b.shape_str() +
                        " must have the same shape");
   }
@@ -229,6 +239,7 @@ void check_same_shape(const ArrayView& a, const ArrayView& b, const char* op, co
 
 void check_same_device(const ArrayView& a, const ArrayView& b, const char* op, const char* name_a,
                        const char* name_b) {
+  if (!a.present || !b.present) return;
   if (a.device != b.device) {
     fail_value(op, std::string(name_a) + " is on " + device_name(a.device) + " but " + name_b +
                        " is on " + device_name(b.device) + "; move both to one device");
@@ -241,7 +252,7 @@ void check_same_device(const ArrayView& a, const ArrayView& b, const char* op, c
 
 namespace {
 bool ranges_overlap(const ArrayView& a, const ArrayView& b) {
-  if (a.device != b.device || a.numel() == 0 || b.numel() == 0) return false;
+  if (!a.present || !b.present || a.device != b.device || a.numel() == 0 || b.numel() == 0) return false;
   const auto a0 = reinterpret_cast<uintptr_t>(a.data);
   const auto b0 = reinterpret_cast<uintptr_t>(b.data);
   const auto a1 = a0 + static_cast<uintptr_t>(a.numel() * a.itemsize());
@@ -265,8 +276,32 @@ void check_disjoint(const ArrayView& out, const ArrayView& in, const char* op, c
   }
 }
 
+void check_float_args(const char* op, Arg ref, std::initializer_list<Arg> same_dtype,
+                      std::initializer_list<Arg> same_device) {
+  for (const Arg& a : same_dtype) check_same_device(ref.view, a.view, op, ref.name, a.name);
+  for (const Arg& a : same_device) check_same_device(ref.view, a.view, op, ref.name, a.name);
+  require_cuda_built(ref.view, op);
+  check_float(ref.view, op, ref.name);
+  for (const Arg& a : same_dtype) check_same_dtype(ref.view, a.view, op, ref.name, a.name);
+}
+
+void check_like(const char* op, Arg ref, std::initializer_list<Arg> others) {
+  for (const Arg& a : others) check_same_device(ref.view, a.view, op, ref.name, a.name);
+  for (const Arg& a : others) check_same_dtype(ref.view, a.view, op, ref.name, a.name);
+}
+
+void check_outputs_disjoint(const char* op, std::initializer_list<Arg> outputs,
+                            std::initializer_list<Arg> inputs) {
+  for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    for (const Arg& in : inputs) check_disjoint(out->view, in.view, op, out->name, in.name);
+    for (auto later = out + 1; later != outputs.end(); ++later) {
+      check_disjoint(out->view, later->view, op, out->name, later->name);
+    }
+  }
+}
+
 void require_cpu(const ArrayView& a, const char* op, const char* name) {
-  if (a.device != Device::CPU) {
+  if (a.present && a.device != Device::CPU) {
     fail_value(op, std::string(name) + " is a CUDA array, but CUDA arrays are not supported by "
                                        "this kernel yet; pass a NumPy array");
   }
@@ -274,7 +309,7 @@ void require_cpu(const ArrayView& a, const char* op, const char* name) {
 
 void require_cuda_built(const ArrayView& a, const char* op) {
 #ifndef RANVIER_WITH_CUDA
-  if (a.device == Device::CUDA) {
+  if (a.present && a.device == Device::CUDA) {
     fail_value(op, "got a CUDA array, but this ranvier was built without CUDA "
                    "(ranvier.cuda.is_built() is False)");
   }
@@ -297,6 +332,13 @@ Reduction parse_reduction(const std::string& reduction, const char* op) {
   if (reduction == "sum") return Reduction::Sum;
   if (reduction == "none") return Reduction::None;
   fail_value(op, "reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+}
+
+Activation parse_activation(int code, const char* op) {
+  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
+    fail_value(op, "unknown activation code " + std::to_string(code));
+  }
+  return static_cast<Activation>(code);
 }
 
 }  // namespace ranvier::binding

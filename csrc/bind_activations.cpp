@@ -7,38 +7,17 @@ namespace ranvier::binding {
 
 namespace {
 
-Activation parse_activation(int code, const char* op) {
-  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
-    fail_value(op, "unknown activation code " + std::to_string(code));
-  }
-  return static_cast<Activation>(code);
-}
-
 // y = f(x), written into y (same shape and dtype; may be x itself).
 void activation_forward(int code, py::handle x_obj, py::handle y_obj, double alpha) {
   const char* op = "activation_forward";
   const Activation act = parse_activation(code, op);
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView y = view_output(y_obj, op, "out");
-  check_float(x, op, "x");
-  check_same_dtype(x, y, op, "x", "out");
+  check_float_args(op, {x, "x"}, {{y, "out"}});
   check_same_shape(x, y, op, "x", "out");
-  check_same_device(x, y, op, "x", "out");
   check_no_partial_overlap(y, x, op, "out", "x");
-  require_cuda_built(x, op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::activation_forward<T>(act, x.ptr<T>(), y.ptr<T>(), x.numel(), static_cast<T>(alpha));
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::activation_forward<T>(act, x.ptr<T>(), y.ptr<T>(), x.numel(), static_cast<T>(alpha), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, activation_forward, act, x.ptr<T>(), y.ptr<T>(), x.numel(),
+                           static_cast<T>(alpha));
 }
 
 // dx = dy * f'(saved), where saved is x or y (see activation_backward_uses_output).
@@ -48,30 +27,13 @@ void activation_backward(int code, py::handle saved_obj, py::handle dy_obj, py::
   const ArrayView saved = view_array(saved_obj, op, activation_backward_uses_output(act) ? "y" : "x");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView dx = view_output(dx_obj, op, "out");
-  check_float(saved, op, "saved");
-  check_same_dtype(saved, dy, op, "saved", "grad_output");
-  check_same_dtype(saved, dx, op, "saved", "out");
+  check_float_args(op, {saved, "saved"}, {{dy, "grad_output"}, {dx, "out"}});
   check_same_shape(saved, dy, op, "saved", "grad_output");
   check_same_shape(saved, dx, op, "saved", "out");
-  check_same_device(saved, dy, op, "saved", "grad_output");
-  check_same_device(saved, dx, op, "saved", "out");
   check_no_partial_overlap(dx, saved, op, "out", "saved");
   check_no_partial_overlap(dx, dy, op, "out", "grad_output");
-  require_cuda_built(saved, op);
-  const StreamHandle stream = saved.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(saved.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (saved.device == Device::CPU) {
-      cpu::activation_backward<T>(act, saved.ptr<T>(), dy.ptr<T>(), dx.ptr<T>(), saved.numel(), static_cast<T>(alpha));
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::activation_backward<T>(act, saved.ptr<T>(), dy.ptr<T>(), dx.ptr<T>(), saved.numel(),
-                                   static_cast<T>(alpha), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(saved, op, activation_backward, act, saved.ptr<T>(), dy.ptr<T>(),
+                           dx.ptr<T>(), saved.numel(), static_cast<T>(alpha));
 }
 
 }  // namespace

@@ -32,24 +32,17 @@ ChannelView channel_view(const ArrayView& x, const char* op, const char* name) {
   return v;
 }
 
-// A per-channel array: x's device and dtype, shape (C,).
-void check_per_channel(const ArrayView& a, const ArrayView& x, const ChannelView& v, const char* op,
-                       const char* name) {
-  check_same_device(x, a, op, "x", name);
-  check_same_dtype(x, a, op, "x", name);
-  if (a.ndim() != 1 || a.shape[0] != v.C) {
+// An optional per-channel argument: x's device and dtype, shape (C,); None gives an absent
+// view, whose ptr<T>() is null.
+ArrayView optional_per_channel(py::handle obj, const ArrayView& x, const ChannelView& v, const char* op,
+                               const char* name, bool written) {
+  const ArrayView a = written ? view_optional_output(obj, op, name) : view_optional(obj, op, name);
+  check_like(op, {x, "x"}, {{a, name}});
+  if (a.present && (a.ndim() != 1 || a.shape[0] != v.C)) {
     fail_value(op, std::string(name) + " has shape " + a.shape_str() + " but the input of shape " +
                        x.shape_str() + " has " + std::to_string(v.C) + " channels; expected (" +
                        std::to_string(v.C) + ",)");
   }
-}
-
-// An optional per-channel argument: None gives an empty view, whose ptr<T>() is null.
-ArrayView optional_per_channel(py::handle obj, const ArrayView& x, const ChannelView& v, const char* op,
-                               const char* name, bool written) {
-  if (obj.is_none()) return ArrayView{};
-  ArrayView a = written ? view_output(obj, op, name) : view_array(obj, op, name);
-  check_per_channel(a, x, v, op, name);
   return a;
 }
 
@@ -91,58 +84,36 @@ void batch_norm_forward(py::handle x_obj, py::handle out_obj, py::handle weight_
   const ArrayView running_var = optional_per_channel(running_var_obj, x, v, op, "running_var", training);
   const ArrayView save_mean = optional_per_channel(save_mean_obj, x, v, op, "save_mean", true);
   const ArrayView save_invstd = optional_per_channel(save_invstd_obj, x, v, op, "save_invstd", true);
-  if (save_mean.data == nullptr || save_invstd.data == nullptr) {
+  if (!save_mean.present || !save_invstd.present) {
     fail_value(op, "save_mean and save_invstd (C,) arrays are required");
   }
-  // Every written array must be disjoint from every other array of the call.
-  const std::pair<const ArrayView*, const char*> all[] = {
-      {&x, "x"}, {&weight, "weight"}, {&bias, "bias"}, {&running_mean, "running_mean"},
-      {&running_var, "running_var"}, {&save_mean, "save_mean"}, {&save_invstd, "save_invstd"}, {&out, "out"}};
-  const std::pair<const ArrayView*, const char*> written[] = {
-      {&save_mean, "save_mean"}, {&save_invstd, "save_invstd"},
-      {training ? &running_mean : nullptr, "running_mean"}, {training ? &running_var : nullptr, "running_var"}};
-  for (const auto& [w, w_name] : written) {
-    if (w == nullptr || w->data == nullptr) continue;
-    for (const auto& [a, a_name] : all) {
-      if (a == w || a->data == nullptr) continue;
-      check_disjoint(*w, *a, op, w_name, a_name);
-    }
-  }
-  for (const auto& [a, a_name] : all) {
-    if (a != &x && a != &out && a->data != nullptr) check_disjoint(out, *a, op, "out", a_name);
-  }
+  // Every written array must be disjoint from every other array of the call, but out may be
+  // x itself (checked above). The running stats are written when training, read otherwise.
+  const ArrayView absent;
+  const ArrayView& mean_written = training ? running_mean : absent;
+  const ArrayView& var_written = training ? running_var : absent;
+  const ArrayView& mean_read = training ? absent : running_mean;
+  const ArrayView& var_read = training ? absent : running_var;
+  check_outputs_disjoint(op,
+                         {{save_mean, "save_mean"}, {save_invstd, "save_invstd"},
+                          {mean_written, "running_mean"}, {var_written, "running_var"}},
+                         {{x, "x"}, {weight, "weight"}, {bias, "bias"}, {mean_read, "running_mean"},
+                          {var_read, "running_var"}, {out, "out"}});
+  check_outputs_disjoint(op, {{out, "out"}},
+                         {{weight, "weight"}, {bias, "bias"}, {mean_read, "running_mean"},
+                          {var_read, "running_var"}});
 
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      if (training) {
-        cpu::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                            out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                            running_mean.ptr<T>(), running_var.ptr<T>(),
-                                            v.N, v.C, v.L, momentum, eps);
-      } else {
-        cpu::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                        running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
-                                        save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps);
-      }
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      if (training) {
-        cuda::batch_norm_forward_training<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                             out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                             running_mean.ptr<T>(), running_var.ptr<T>(),
-                                             v.N, v.C, v.L, momentum, eps, stream);
-      } else {
-        cuda::batch_norm_forward_eval<T>(x.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(),
-                                         running_mean.ptr<T>(), running_var.ptr<T>(), out.ptr<T>(),
-                                         save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L, eps, stream);
-      }
-#endif
-    }
-  });
-  (void)stream;
+  if (training) {
+    RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_forward_training, x.ptr<T>(), weight.ptr<T>(),
+                             bias.ptr<T>(), out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
+                             running_mean.ptr<T>(), running_var.ptr<T>(), v.N, v.C, v.L, momentum,
+                             eps);
+  } else {
+    RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_forward_eval, x.ptr<T>(), weight.ptr<T>(),
+                             bias.ptr<T>(), running_mean.ptr<T>(), running_var.ptr<T>(),
+                             out.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(), v.N, v.C, v.L,
+                             eps);
+  }
 }
 
 // out (x's shape, or None), grad_weight, grad_bias (C) = gradients of batch_norm
@@ -160,58 +131,29 @@ void batch_norm_backward(py::handle dy_obj, py::handle x_obj, py::handle save_me
   check_same_shape(x, dy, op, "x", "grad_output");
   const ArrayView save_mean = optional_per_channel(save_mean_obj, x, v, op, "save_mean", false);
   const ArrayView save_invstd = optional_per_channel(save_invstd_obj, x, v, op, "save_invstd", false);
-  if (save_mean.data == nullptr || save_invstd.data == nullptr) {
+  if (!save_mean.present || !save_invstd.present) {
     fail_value(op, "save_mean and save_invstd from the forward pass are required");
   }
   const ArrayView weight = optional_per_channel(weight_obj, x, v, op, "weight", false);
   const ArrayView grad_weight = optional_per_channel(grad_weight_obj, x, v, op, "grad_weight", true);
   const ArrayView grad_bias = optional_per_channel(grad_bias_obj, x, v, op, "grad_bias", true);
-  if (grad_weight.data == nullptr || grad_bias.data == nullptr) {
+  if (!grad_weight.present || !grad_bias.present) {
     fail_value(op, "grad_weight and grad_bias (C,) arrays are required");
   }
-  ArrayView out;
-  if (!out_obj.is_none()) {
-    out = view_output(out_obj, op, "out");
-    check_same_device(x, out, op, "x", "out");
-    check_same_dtype(x, out, op, "x", "out");
-    check_same_shape(x, out, op, "x", "out");
-  }
-  const std::pair<const ArrayView*, const char*> inputs[] = {
-      {&dy, "grad_output"}, {&x, "x"}, {&save_mean, "save_mean"}, {&save_invstd, "save_invstd"},
-      {&weight, "weight"}};
-  const std::pair<const ArrayView*, const char*> outputs[] = {
-      {&out, "out"}, {&grad_weight, "grad_weight"}, {&grad_bias, "grad_bias"}};
-  for (const auto& [w, w_name] : outputs) {
-    if (w->data == nullptr) continue;
-    for (const auto& [a, a_name] : inputs) {
-      if (a->data != nullptr) check_disjoint(*w, *a, op, w_name, a_name);
-    }
-    for (const auto& [a, a_name] : outputs) {
-      if (a != w && a->data != nullptr) check_disjoint(*w, *a, op, w_name, a_name);
-    }
-  }
+  const ArrayView out = view_optional_output(out_obj, op, "out");
+  check_like(op, {x, "x"}, {{out, "out"}});
+  check_same_shape(x, out, op, "x", "out");
+  check_outputs_disjoint(op, {{out, "out"}, {grad_weight, "grad_weight"}, {grad_bias, "grad_bias"}},
+                         {{dy, "grad_output"}, {x, "x"}, {save_mean, "save_mean"},
+                          {save_invstd, "save_invstd"}, {weight, "weight"}});
   if (training && v.N * v.L < 2) {
     fail_value(op, "training-mode batch statistics need more than 1 value per channel; got x of shape " +
                        x.shape_str());
   }
 
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                  weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
-                                  grad_bias.ptr<T>(), v.N, v.C, v.L, training);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::batch_norm_backward<T>(dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(), save_invstd.ptr<T>(),
-                                   weight.ptr<T>(), out.ptr<T>(), grad_weight.ptr<T>(),
-                                   grad_bias.ptr<T>(), v.N, v.C, v.L, training, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, batch_norm_backward, dy.ptr<T>(), x.ptr<T>(), save_mean.ptr<T>(),
+                           save_invstd.ptr<T>(), weight.ptr<T>(), out.ptr<T>(),
+                           grad_weight.ptr<T>(), grad_bias.ptr<T>(), v.N, v.C, v.L, training);
 }
 
 }  // namespace

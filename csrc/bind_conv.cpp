@@ -212,38 +212,15 @@ void conv_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj, py::h
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView y = view_output(out_obj, op, "out");
-  const bool has_bias = !bias_obj.is_none();
-  ArrayView bias;
-  if (has_bias) bias = view_array(bias_obj, op, "bias");
-  check_same_device(x, w, op, "x", "weight");
-  check_same_device(x, y, op, "x", "out");
-  if (has_bias) check_same_device(x, bias, op, "x", "bias");
-  require_cuda_built(x, op);
-  check_float(x, op, "x");
-  check_same_dtype(x, w, op, "x", "weight");
-  check_same_dtype(x, y, op, "x", "out");
-  if (has_bias) check_same_dtype(x, bias, op, "x", "bias");
+  const ArrayView bias = view_optional(bias_obj, op, "bias");
+  check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}});
   const cpu::Conv2dShape s = conv_shape(op, Spatial, x.shape, "x", w.shape, "weight", params);
-  if (has_bias) check_shape(bias, {s.out_channels}, op, "bias");
+  check_shape(bias, {s.out_channels}, op, "bias");
   check_shape(y, output_shape(Spatial, s), op, "out");
-  check_disjoint(y, x, op, "out", "x");
-  check_disjoint(y, w, op, "out", "weight");
-  if (has_bias) check_disjoint(y, bias, op, "out", "bias");
+  check_outputs_disjoint(op, {{y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_forward<T>(s, x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, conv2d_forward, s, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(),
+                           y.ptr<T>());
 }
 
 // out (N, C, *spatial) = gradient wrt x, from grad_output (N, K, *out_spatial) and weight.
@@ -254,32 +231,14 @@ void conv_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_obj
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView dx = view_output(out_obj, op, "out");
-  check_same_device(dy, w, op, "grad_output", "weight");
-  check_same_device(dy, dx, op, "grad_output", "out");
-  require_cuda_built(dy, op);
-  check_float(dy, op, "grad_output");
-  check_same_dtype(dy, w, op, "grad_output", "weight");
-  check_same_dtype(dy, dx, op, "grad_output", "out");
+  check_float_args(op, {dy, "grad_output"}, {{w, "weight"}, {dx, "out"}});
   // The input's shape is out's: the forward input is not needed, only its shape.
   const cpu::Conv2dShape s =
       conv_shape(op, Spatial, dx.shape, "out (the input's shape)", w.shape, "weight", params);
   check_shape(dy, output_shape(Spatial, s), op, "grad_output");
-  check_disjoint(dx, dy, op, "out", "grad_output");
-  check_disjoint(dx, w, op, "out", "weight");
+  check_outputs_disjoint(op, {{dx, "out"}}, {{dy, "grad_output"}, {w, "weight"}});
 
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_backward_input<T>(s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, conv2d_backward_input, s, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>());
 }
 
 // out_weight (K, C/groups, *kernel) and out_bias (K, or None) from grad_output and x.
@@ -290,43 +249,16 @@ void conv_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_obj
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView dw = view_output(dw_obj, op, "out_weight");
-  const bool has_bias = !db_obj.is_none();
-  ArrayView db;
-  if (has_bias) db = view_output(db_obj, op, "out_bias");
-  check_same_device(dy, x, op, "grad_output", "x");
-  check_same_device(dy, dw, op, "grad_output", "out_weight");
-  if (has_bias) check_same_device(dy, db, op, "grad_output", "out_bias");
-  require_cuda_built(dy, op);
-  check_float(dy, op, "grad_output");
-  check_same_dtype(dy, x, op, "grad_output", "x");
-  check_same_dtype(dy, dw, op, "grad_output", "out_weight");
-  if (has_bias) check_same_dtype(dy, db, op, "grad_output", "out_bias");
+  const ArrayView db = view_optional_output(db_obj, op, "out_bias");
+  check_float_args(op, {dy, "grad_output"}, {{x, "x"}, {dw, "out_weight"}, {db, "out_bias"}});
   const cpu::Conv2dShape s = conv_shape(op, Spatial, x.shape, "x", dw.shape,
                                         "out_weight (the weight's shape)", params);
   check_shape(dy, output_shape(Spatial, s), op, "grad_output");
-  if (has_bias) check_shape(db, {s.out_channels}, op, "out_bias");
-  check_disjoint(dw, dy, op, "out_weight", "grad_output");
-  check_disjoint(dw, x, op, "out_weight", "x");
-  if (has_bias) {
-    check_disjoint(db, dy, op, "out_bias", "grad_output");
-    check_disjoint(db, x, op, "out_bias", "x");
-    check_disjoint(db, dw, op, "out_bias", "out_weight");
-  }
+  check_shape(db, {s.out_channels}, op, "out_bias");
+  check_outputs_disjoint(op, {{db, "out_bias"}, {dw, "out_weight"}}, {{dy, "grad_output"}, {x, "x"}});
 
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    T* db_ptr = has_bias ? db.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::conv2d_backward_weight<T>(s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, conv2d_backward_weight, s, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
+                           db.ptr<T>());
 }
 
 template <int Spatial>

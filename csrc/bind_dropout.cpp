@@ -34,34 +34,17 @@ void dropout_forward(py::handle x_obj, py::handle y_obj, py::handle mask_obj, do
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView y = view_output(y_obj, op, "out");
   const ArrayView mask = view_output(mask_obj, op, "mask");
-  check_float(x, op, "x");
+  check_float_args(op, {x, "x"}, {{y, "out"}}, {{mask, "mask"}});
   check_dtype(mask, DType::UInt8, op, "mask");
-  check_same_dtype(x, y, op, "x", "out");
   check_same_shape(x, y, op, "x", "out");
   check_same_shape(x, mask, op, "x", "mask");
-  check_same_device(x, y, op, "x", "out");
-  check_same_device(x, mask, op, "x", "mask");
-  require_cuda_built(x, op);
   check_no_partial_overlap(y, x, op, "out", "x");
   check_disjoint(mask, x, op, "mask", "x");
   check_disjoint(mask, y, op, "mask", "out");
   check_probability(p, op);
   check_stream_range(offset, x.numel(), op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::dropout_forward<T>(x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(), x.numel(), static_cast<T>(p), seed,
-                              offset);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::dropout_forward<T>(x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(), x.numel(), static_cast<T>(p), seed,
-                               offset, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, dropout_forward, x.ptr<T>(), y.ptr<T>(), mask.ptr<uint8_t>(),
+                           x.numel(), static_cast<T>(p), seed, offset);
 }
 
 // out = grad_output * mask / (1 - p); out may be grad_output itself.
@@ -70,31 +53,15 @@ void dropout_backward(py::handle dy_obj, py::handle mask_obj, py::handle dx_obj,
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView mask = view_array(mask_obj, op, "mask");
   const ArrayView dx = view_output(dx_obj, op, "out");
-  check_float(dy, op, "grad_output");
+  check_float_args(op, {dy, "grad_output"}, {{dx, "out"}}, {{mask, "mask"}});
   check_dtype(mask, DType::UInt8, op, "mask");
-  check_same_dtype(dy, dx, op, "grad_output", "out");
   check_same_shape(dy, mask, op, "grad_output", "mask");
   check_same_shape(dy, dx, op, "grad_output", "out");
-  check_same_device(dy, mask, op, "grad_output", "mask");
-  check_same_device(dy, dx, op, "grad_output", "out");
-  require_cuda_built(dy, op);
   check_no_partial_overlap(dx, dy, op, "out", "grad_output");
   check_disjoint(dx, mask, op, "out", "mask");
   check_probability(p, op);
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::dropout_backward<T>(dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(), dy.numel(), static_cast<T>(p));
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::dropout_backward<T>(dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(), dy.numel(), static_cast<T>(p),
-                                stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, dropout_backward, dy.ptr<T>(), mask.ptr<uint8_t>(), dx.ptr<T>(),
+                           dy.numel(), static_cast<T>(p));
 }
 
 // out = uniform numbers in [0, 1) at indices offset .. offset + out.size - 1 of stream seed.
@@ -104,19 +71,7 @@ void uniform_fill(py::handle out_obj, uint64_t seed, uint64_t offset) {
   check_float(out, op, "out");
   require_cuda_built(out, op);
   check_stream_range(offset, out.numel(), op);
-  const StreamHandle stream = out.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(out.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (out.device == Device::CPU) {
-      cpu::uniform_fill<T>(out.ptr<T>(), out.numel(), seed, offset);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::uniform_fill<T>(out.ptr<T>(), out.numel(), seed, offset, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(out, op, uniform_fill, out.ptr<T>(), out.numel(), seed, offset);
 }
 
 }  // namespace

@@ -23,22 +23,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// Runs on_cpu() for CPU arrays, on_cuda(stream) for CUDA arrays (on CuPy's current stream),
-// with the GIL released.
-template <typename OnCpu, typename OnCuda>
-void run_on_device(const ArrayView& a, OnCpu&& on_cpu, OnCuda&& on_cuda) {
-  const StreamHandle stream = a.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  py::gil_scoped_release nogil;
-  if (a.device == Device::CPU) {
-    on_cpu();
-  } else {
-    on_cuda(stream);
-  }
-}
-
-// An optional array argument (None allowed).
-bool present(py::handle obj) { return !obj.is_none(); }
-
 // The index of flat element `flat` in an array of `shape`, written as NumPy indexes: "[1, 2]".
 std::string index_str(const std::vector<int64_t>& shape, int64_t flat) {
   if (shape.empty()) return "[()]";
@@ -69,10 +53,9 @@ const std::vector<int64_t>& reduced_shape(const ArrayView& input, Reduction redu
 }
 
 // The inputs shared by the elementwise losses: input (pred/prob/logits), a target of the
-// same shape and dtype, and an optional per-element weight of that shape.
+// same shape and dtype, and an optional per-element weight of that shape (absent when None).
 struct ElementwiseInputs {
   ArrayView input, target, weight;
-  bool has_weight = false;
 };
 
 ElementwiseInputs view_elementwise(const char* op, const char* input_name, py::handle input_obj,
@@ -80,18 +63,11 @@ ElementwiseInputs view_elementwise(const char* op, const char* input_name, py::h
   ElementwiseInputs v;
   v.input = view_array(input_obj, op, input_name);
   v.target = view_array(target_obj, op, "target");
-  check_same_device(v.input, v.target, op, input_name, "target");
-  require_cuda_built(v.input, op);
-  check_float(v.input, op, input_name);
-  check_same_dtype(v.input, v.target, op, input_name, "target");
+  check_float_args(op, {v.input, input_name}, {{v.target, "target"}});
   check_same_shape(v.input, v.target, op, input_name, "target");
-  v.has_weight = present(weight_obj);
-  if (v.has_weight) {
-    v.weight = view_array(weight_obj, op, "weight");
-    check_same_device(v.input, v.weight, op, input_name, "weight");
-    check_same_dtype(v.input, v.weight, op, input_name, "weight");
-    check_shape(v.weight, v.input.shape, op, "weight");
-  }
+  v.weight = view_optional(weight_obj, op, "weight");
+  check_like(op, {v.input, input_name}, {{v.weight, "weight"}});
+  check_shape(v.weight, v.input.shape, op, "weight");
   return v;
 }
 
@@ -99,14 +75,13 @@ ElementwiseInputs view_elementwise(const char* op, const char* input_name, py::h
 ArrayView view_forward_out(const ElementwiseInputs& in, py::handle out_obj, Reduction reduction,
                            const char* op, const char* input_name) {
   ArrayView out = view_output(out_obj, op, "out");
-  check_same_device(in.input, out, op, input_name, "out");
-  check_same_dtype(in.input, out, op, input_name, "out");
+  check_like(op, {in.input, input_name}, {{out, "out"}});
   check_shape(out, reduced_shape(in.input, reduction), op, "out");
   // Element i of out is written after element i of every input is read, so out may be an
   // input itself but must not overlap one partially.
   check_no_partial_overlap(out, in.input, op, "out", input_name);
   check_no_partial_overlap(out, in.target, op, "out", "target");
-  if (in.has_weight) check_no_partial_overlap(out, in.weight, op, "out", "weight");
+  check_no_partial_overlap(out, in.weight, op, "out", "weight");
   return out;
 }
 
@@ -120,10 +95,7 @@ BackwardArrays view_backward(const ElementwiseInputs& in, py::handle dout_obj, p
   BackwardArrays b;
   b.grad_output = view_array(dout_obj, op, "grad_output");
   b.out = view_output(out_obj, op, "out");
-  check_same_device(in.input, b.grad_output, op, input_name, "grad_output");
-  check_same_device(in.input, b.out, op, input_name, "out");
-  check_same_dtype(in.input, b.grad_output, op, input_name, "grad_output");
-  check_same_dtype(in.input, b.out, op, input_name, "out");
+  check_like(op, {in.input, input_name}, {{b.grad_output, "grad_output"}, {b.out, "out"}});
   if (reduction != Reduction::None && b.grad_output.ndim() != 0) {
     fail_value(op, "grad_output must be a scalar (shape ()) for a reduced loss, got shape " +
                        b.grad_output.shape_str());
@@ -133,13 +105,8 @@ BackwardArrays view_backward(const ElementwiseInputs& in, py::handle dout_obj, p
   check_no_partial_overlap(b.out, in.input, op, "out", input_name);
   check_no_partial_overlap(b.out, in.target, op, "out", "target");
   check_no_partial_overlap(b.out, b.grad_output, op, "out", "grad_output");
-  if (in.has_weight) check_no_partial_overlap(b.out, in.weight, op, "out", "weight");
+  check_no_partial_overlap(b.out, in.weight, op, "out", "weight");
   return b;
-}
-
-template <typename T>
-const T* ptr_or_null(const ArrayView& a, bool has) {
-  return has ? a.ptr<T>() : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -151,22 +118,8 @@ void mse_loss_forward(py::handle pred_obj, py::handle target_obj, py::handle out
   const Reduction reduction = parse_reduction(reduction_name, op);
   const ElementwiseInputs in = view_elementwise(op, "pred", pred_obj, target_obj, py::none());
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "pred");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
-              reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::mse_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(), out.ptr<T>(), in.input.numel(),
-              reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, mse_loss_forward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           out.ptr<T>(), in.input.numel(), reduction);
 }
 
 void mse_loss_backward(py::handle pred_obj, py::handle target_obj, py::handle dout_obj,
@@ -175,22 +128,8 @@ void mse_loss_backward(py::handle pred_obj, py::handle target_obj, py::handle do
   const Reduction reduction = parse_reduction(reduction_name, op);
   const ElementwiseInputs in = view_elementwise(op, "pred", pred_obj, target_obj, py::none());
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "pred");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
-              b.out.ptr<T>(), in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::mse_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(), b.grad_output.ptr<T>(),
-              b.out.ptr<T>(), in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, mse_loss_backward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), reduction);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -234,22 +173,8 @@ void bce_loss_forward(py::handle prob_obj, py::handle target_obj, py::handle wei
   const ElementwiseInputs in = view_elementwise(op, "prob", prob_obj, target_obj, weight_obj);
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "prob");
   check_probabilities(in.input, op);
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_loss_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_loss_forward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           in.weight.ptr<T>(), out.ptr<T>(), in.input.numel(), reduction);
 }
 
 void bce_loss_backward(py::handle prob_obj, py::handle target_obj, py::handle weight_obj,
@@ -259,49 +184,30 @@ void bce_loss_backward(py::handle prob_obj, py::handle target_obj, py::handle we
   const ElementwiseInputs in = view_elementwise(op, "prob", prob_obj, target_obj, weight_obj);
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "prob");
   check_probabilities(in.input, op);
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), b.grad_output.ptr<T>(), b.out.ptr<T>(),
-              in.input.numel(), reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_loss_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), b.grad_output.ptr<T>(), b.out.ptr<T>(),
-              in.input.numel(), reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_loss_backward, in.input.ptr<T>(), in.target.ptr<T>(),
+                           in.weight.ptr<T>(), b.grad_output.ptr<T>(), b.out.ptr<T>(),
+                           in.input.numel(), reduction);
 }
 
 // ---------------------------------------------------------------------------------------
 // binary cross-entropy on logits
 
-// pos_weight holds one weight per entry of the last axis (a 0-d input counts as one entry).
+// pos_weight holds one weight per entry of the last axis (a 0-d input counts as one entry);
+// view is absent when pos_weight is None.
 struct PosWeight {
   ArrayView view;
-  bool present = false;
   int64_t classes = 1;
 };
 
 PosWeight view_pos_weight(const ElementwiseInputs& in, py::handle pos_weight_obj, const char* op) {
   PosWeight pw;
   pw.classes = in.input.ndim() == 0 ? 1 : in.input.shape.back();
-  pw.present = present(pos_weight_obj);
-  if (pw.present) {
-    pw.view = view_array(pos_weight_obj, op, "pos_weight");
-    check_same_device(in.input, pw.view, op, "logits", "pos_weight");
-    check_same_dtype(in.input, pw.view, op, "logits", "pos_weight");
-    if (pw.view.shape != std::vector<int64_t>{pw.classes}) {
-      fail_value(op, "pos_weight has shape " + pw.view.shape_str() + " but must have shape (" +
-                         std::to_string(pw.classes) + ",), one weight per entry of the last axis of logits " +
-                         in.input.shape_str());
-    }
+  pw.view = view_optional(pos_weight_obj, op, "pos_weight");
+  check_like(op, {in.input, "logits"}, {{pw.view, "pos_weight"}});
+  if (pw.view.present && pw.view.shape != std::vector<int64_t>{pw.classes}) {
+    fail_value(op, "pos_weight has shape " + pw.view.shape_str() + " but must have shape (" +
+                       std::to_string(pw.classes) + ",), one weight per entry of the last axis of logits " +
+                       in.input.shape_str());
   }
   return pw;
 }
@@ -314,25 +220,10 @@ void bce_with_logits_forward(py::handle logits_obj, py::handle target_obj, py::h
   const ElementwiseInputs in = view_elementwise(op, "logits", logits_obj, target_obj, weight_obj);
   const PosWeight pw = view_pos_weight(in, pos_weight_obj, op);
   const ArrayView out = view_forward_out(in, out_obj, reduction, op, "logits");
-  if (pw.present) check_disjoint(out, pw.view, op, "out", "pos_weight");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present), out.ptr<T>(),
-              in.input.numel(), pw.classes, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_with_logits_forward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present), out.ptr<T>(),
-              in.input.numel(), pw.classes, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  check_disjoint(out, pw.view, op, "out", "pos_weight");
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_with_logits_forward, in.input.ptr<T>(),
+                           in.target.ptr<T>(), in.weight.ptr<T>(), pw.view.ptr<T>(), out.ptr<T>(),
+                           in.input.numel(), pw.classes, reduction);
 }
 
 void bce_with_logits_backward(py::handle logits_obj, py::handle target_obj, py::handle weight_obj,
@@ -343,33 +234,18 @@ void bce_with_logits_backward(py::handle logits_obj, py::handle target_obj, py::
   const ElementwiseInputs in = view_elementwise(op, "logits", logits_obj, target_obj, weight_obj);
   const PosWeight pw = view_pos_weight(in, pos_weight_obj, op);
   const BackwardArrays b = view_backward(in, dout_obj, out_obj, reduction, op, "logits");
-  if (pw.present) check_disjoint(b.out, pw.view, op, "out", "pos_weight");
-  dispatch_float(in.input.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.input,
-        [&] {
-          cpu::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
-              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::bce_with_logits_backward<T>(in.input.ptr<T>(), in.target.ptr<T>(),
-              ptr_or_null<T>(in.weight, in.has_weight), ptr_or_null<T>(pw.view, pw.present),
-              b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  check_disjoint(b.out, pw.view, op, "out", "pos_weight");
+  RANVIER_RUN_FLOAT_KERNEL(in.input, op, bce_with_logits_backward, in.input.ptr<T>(),
+                           in.target.ptr<T>(), in.weight.ptr<T>(), pw.view.ptr<T>(),
+                           b.grad_output.ptr<T>(), b.out.ptr<T>(), in.input.numel(), pw.classes,
+                           reduction);
 }
 
 // ---------------------------------------------------------------------------------------
 // cross-entropy
 
 struct CrossEntropyInputs {
-  ArrayView logits, target, weight;
-  bool has_weight = false;
+  ArrayView logits, target, weight;  // weight absent when None
   int64_t rows = 0, classes = 0;
 };
 
@@ -378,9 +254,7 @@ CrossEntropyInputs view_cross_entropy(const char* op, py::handle logits_obj, py:
   CrossEntropyInputs v;
   v.logits = view_array(logits_obj, op, "logits");
   v.target = view_array(target_obj, op, "target");
-  check_same_device(v.logits, v.target, op, "logits", "target");
-  require_cuda_built(v.logits, op);
-  check_float(v.logits, op, "logits");
+  check_float_args(op, {v.logits, "logits"}, {}, {{v.target, "target"}});
   check_ndim(v.logits, 2, op, "logits");
   if (v.target.dtype != DType::Int64) {
     fail_type(op, "target must hold int64 class indices, got dtype " + v.target.dtype_str +
@@ -393,15 +267,11 @@ CrossEntropyInputs view_cross_entropy(const char* op, py::handle logits_obj, py:
                        " elements but logits " + v.logits.shape_str() + " have " + std::to_string(v.rows) +
                        " rows");
   }
-  v.has_weight = present(weight_obj);
-  if (v.has_weight) {
-    v.weight = view_array(weight_obj, op, "weight");
-    check_same_device(v.logits, v.weight, op, "logits", "weight");
-    check_same_dtype(v.logits, v.weight, op, "logits", "weight");
-    if (v.weight.shape != std::vector<int64_t>{v.classes}) {
-      fail_value(op, "weight has shape " + v.weight.shape_str() + " but must have shape (" +
-                         std::to_string(v.classes) + ",), one weight per class");
-    }
+  v.weight = view_optional(weight_obj, op, "weight");
+  check_like(op, {v.logits, "logits"}, {{v.weight, "weight"}});
+  if (v.weight.present && v.weight.shape != std::vector<int64_t>{v.classes}) {
+    fail_value(op, "weight has shape " + v.weight.shape_str() + " but must have shape (" +
+                       std::to_string(v.classes) + ",), one weight per class");
   }
   // Every target must name a class or be ignore_index: the kernel indexes with it.
   int64_t bad = -1, bad_value = 0;
@@ -439,30 +309,12 @@ void cross_entropy_forward(py::handle logits_obj, py::handle target_obj, py::han
   const Reduction reduction = parse_reduction(reduction_name, op);
   const CrossEntropyInputs in = view_cross_entropy(op, logits_obj, target_obj, weight_obj, ignore_index);
   ArrayView out = view_output(out_obj, op, "out");
-  check_same_device(in.logits, out, op, "logits", "out");
-  check_same_dtype(in.logits, out, op, "logits", "out");
+  check_like(op, {in.logits, "logits"}, {{out, "out"}});
   check_shape(out, reduction == Reduction::None ? in.target.shape : kScalarShape, op, "out");
-  check_disjoint(out, in.logits, op, "out", "logits");
-  check_disjoint(out, in.target, op, "out", "target");
-  if (in.has_weight) check_disjoint(out, in.weight, op, "out", "weight");
-  dispatch_float(in.logits.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.logits,
-        [&] {
-          cpu::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.rows, in.classes, ignore_index,
-              reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::cross_entropy_forward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              ptr_or_null<T>(in.weight, in.has_weight), out.ptr<T>(), in.rows, in.classes, ignore_index,
-              reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  check_outputs_disjoint(op, {{out, "out"}}, {{in.logits, "logits"}, {in.target, "target"}, {in.weight, "weight"}});
+  RANVIER_RUN_FLOAT_KERNEL(in.logits, op, cross_entropy_forward, in.logits.ptr<T>(),
+                           in.target.ptr<int64_t>(), in.weight.ptr<T>(), out.ptr<T>(), in.rows,
+                           in.classes, ignore_index, reduction);
 }
 
 void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::handle weight_obj,
@@ -473,37 +325,17 @@ void cross_entropy_backward(py::handle logits_obj, py::handle target_obj, py::ha
   const CrossEntropyInputs in = view_cross_entropy(op, logits_obj, target_obj, weight_obj, ignore_index);
   const ArrayView dout = view_array(dout_obj, op, "grad_output");
   ArrayView out = view_output(out_obj, op, "out");
-  check_same_device(in.logits, dout, op, "logits", "grad_output");
-  check_same_device(in.logits, out, op, "logits", "out");
-  check_same_dtype(in.logits, dout, op, "logits", "grad_output");
-  check_same_dtype(in.logits, out, op, "logits", "out");
+  check_like(op, {in.logits, "logits"}, {{dout, "grad_output"}, {out, "out"}});
   if (reduction != Reduction::None && dout.ndim() != 0) {
     fail_value(op, "grad_output must be a scalar (shape ()) for a reduced loss, got shape " + dout.shape_str());
   }
   check_shape(dout, reduction == Reduction::None ? in.target.shape : kScalarShape, op, "grad_output");
   check_shape(out, in.logits.shape, op, "out");
-  check_disjoint(out, in.logits, op, "out", "logits");
-  check_disjoint(out, in.target, op, "out", "target");
-  check_disjoint(out, dout, op, "out", "grad_output");
-  if (in.has_weight) check_disjoint(out, in.weight, op, "out", "weight");
-  dispatch_float(in.logits.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    run_on_device(
-        in.logits,
-        [&] {
-          cpu::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              ptr_or_null<T>(in.weight, in.has_weight), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
-              ignore_index, reduction);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::cross_entropy_backward<T>(in.logits.ptr<T>(), in.target.ptr<int64_t>(),
-              ptr_or_null<T>(in.weight, in.has_weight), dout.ptr<T>(), out.ptr<T>(), in.rows, in.classes,
-              ignore_index, reduction, stream);
-#endif
-          (void)stream;
-        });
-  });
+  check_outputs_disjoint(op, {{out, "out"}},
+                         {{in.logits, "logits"}, {in.target, "target"}, {dout, "grad_output"}, {in.weight, "weight"}});
+  RANVIER_RUN_FLOAT_KERNEL(in.logits, op, cross_entropy_backward, in.logits.ptr<T>(),
+                           in.target.ptr<int64_t>(), in.weight.ptr<T>(), dout.ptr<T>(),
+                           out.ptr<T>(), in.rows, in.classes, ignore_index, reduction);
 }
 
 }  // namespace

@@ -5,7 +5,6 @@
 // _C.linear_activation_forward / _C.linear_activation_backward (linear + bias + activation).
 #include <cmath>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "array_view.h"
@@ -16,12 +15,6 @@ namespace ranvier::binding {
 
 namespace {
 
-// The stream CUDA kernels run on (CuPy's current one); looked up with the GIL held, before
-// the kernel call releases it. None for CPU arrays.
-StreamHandle stream_for(const ArrayView& a) {
-  return a.device == Device::CUDA ? current_cuda_stream() : nullptr;
-}
-
 // out (batch, m, n) or (m, n) = op(a) @ op(b), a (batch, .., ..) or 2-D, b likewise.
 // op(a) is (m, k): a is (m, k), or (k, m) when trans_a; op(b) is (k, n): b is (k, n), or
 // (n, k) when trans_b. A 2-D operand is shared by every matrix of the other's batch.
@@ -30,12 +23,7 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
   const ArrayView a = view_array(a_obj, op, "a");
   const ArrayView b = view_array(b_obj, op, "b");
   const ArrayView out = view_output(out_obj, op, "out");
-  check_same_device(a, b, op, "a", "b");
-  check_same_device(a, out, op, "a", "out");
-  require_cuda_built(a, op);
-  check_float(a, op, "a");
-  check_same_dtype(a, b, op, "a", "b");
-  check_same_dtype(a, out, op, "a", "out");
+  check_float_args(op, {a, "a"}, {{b, "b"}, {out, "out"}});
   if (a.ndim() != 2 && a.ndim() != 3) fail_value(op, "a must be 2-D or 3-D, got shape " + a.shape_str());
   if (b.ndim() != 2 && b.ndim() != 3) fail_value(op, "b must be 2-D or 3-D, got shape " + b.shape_str());
 
@@ -59,26 +47,32 @@ void matmul(py::handle a_obj, py::handle b_obj, py::handle out_obj, bool trans_a
   } else {
     check_shape(out, {m, n}, op, "out");
   }
-  check_disjoint(out, a, op, "out", "a");
-  check_disjoint(out, b, op, "out", "b");
+  check_outputs_disjoint(op, {{out, "out"}}, {{a, "a"}, {b, "b"}});
 
   const int64_t stride_a = a_batched ? m * k : 0;
   const int64_t stride_b = b_batched ? k * n : 0;
-  const StreamHandle stream = stream_for(a);
-  dispatch_float(a.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (a.device == Device::CPU) {
-      cpu::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
-                     stride_a, stride_b);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::matmul<T>(a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k, trans_a, trans_b,
-                      stride_a, stride_b, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(a, op, matmul, a.ptr<T>(), b.ptr<T>(), out.ptr<T>(), batch, m, n, k,
+                           trans_a, trans_b, stride_a, stride_b);
+}
+
+// The sizes of a linear layer's forward pass, checked: x (rows, in), weight (out_features,
+// in), bias (out_features) when given, out (rows, out_features).
+struct LinearDims {
+  int64_t rows, in, out_features;
+};
+
+LinearDims linear_dims(const ArrayView& x, const ArrayView& w, const ArrayView& bias,
+                       const ArrayView& y, const char* op) {
+  check_ndim(x, 2, op, "x");
+  check_ndim(w, 2, op, "weight");
+  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
+  if (w.shape[1] != in) {
+    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
+                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
+  }
+  check_shape(bias, {out_features}, op, "bias");
+  check_shape(y, {rows, out_features}, op, "out");
+  return {rows, in, out_features};
 }
 
 // out (rows, out_features) = x (rows, in) @ w (out_features, in)^T + bias (out_features).
@@ -88,45 +82,13 @@ void linear_forward(py::handle x_obj, py::handle w_obj, py::object bias_obj,
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView y = view_output(out_obj, op, "out");
-  const bool has_bias = !bias_obj.is_none();
-  ArrayView bias;
-  if (has_bias) bias = view_array(bias_obj, op, "bias");
-  check_same_device(x, w, op, "x", "weight");
-  check_same_device(x, y, op, "x", "out");
-  if (has_bias) check_same_device(x, bias, op, "x", "bias");
-  require_cuda_built(x, op);
-  check_float(x, op, "x");
-  check_same_dtype(x, w, op, "x", "weight");
-  check_same_dtype(x, y, op, "x", "out");
-  if (has_bias) check_same_dtype(x, bias, op, "x", "bias");
-  check_ndim(x, 2, op, "x");
-  check_ndim(w, 2, op, "weight");
-  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
-  if (w.shape[1] != in) {
-    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
-                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
-  }
-  if (has_bias) check_shape(bias, {out_features}, op, "bias");
-  check_shape(y, {rows, out_features}, op, "out");
-  check_disjoint(y, x, op, "out", "x");
-  check_disjoint(y, w, op, "out", "weight");
-  if (has_bias) check_disjoint(y, bias, op, "out", "bias");
+  const ArrayView bias = view_optional(bias_obj, op, "bias");
+  check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}});
+  const LinearDims d = linear_dims(x, w, bias, y, op);
+  check_outputs_disjoint(op, {{y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_forward<T>(x.ptr<T>(), w.ptr<T>(), bias_ptr, y.ptr<T>(), rows, in,
-                              out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, linear_forward, x.ptr<T>(), w.ptr<T>(), bias.ptr<T>(), y.ptr<T>(),
+                           d.rows, d.in, d.out_features);
 }
 
 // out (rows, in) = grad_output (rows, out_features) @ w (out_features, in).
@@ -135,12 +97,7 @@ void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_o
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView dx = view_output(out_obj, op, "out");
-  check_same_device(dy, w, op, "grad_output", "weight");
-  check_same_device(dy, dx, op, "grad_output", "out");
-  require_cuda_built(dy, op);
-  check_float(dy, op, "grad_output");
-  check_same_dtype(dy, w, op, "grad_output", "weight");
-  check_same_dtype(dy, dx, op, "grad_output", "out");
+  check_float_args(op, {dy, "grad_output"}, {{w, "weight"}, {dx, "out"}});
   check_ndim(dy, 2, op, "grad_output");
   check_ndim(w, 2, op, "weight");
   const int64_t rows = dy.shape[0], out_features = dy.shape[1], in = w.shape[1];
@@ -150,23 +107,10 @@ void linear_backward_input(py::handle dy_obj, py::handle w_obj, py::handle out_o
                        std::to_string(w.shape[0]) + " outputs");
   }
   check_shape(dx, {rows, in}, op, "out");
-  check_disjoint(dx, dy, op, "out", "grad_output");
-  check_disjoint(dx, w, op, "out", "weight");
+  check_outputs_disjoint(op, {{dx, "out"}}, {{dy, "grad_output"}, {w, "weight"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_backward_input<T>(dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(), rows, in,
-                                     out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_backward_input, dy.ptr<T>(), w.ptr<T>(), dx.ptr<T>(),
+                           rows, in, out_features);
 }
 
 // out_weight (out_features, in) = grad_output (rows, out_features)^T @ x (rows, in);
@@ -177,17 +121,8 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView dw = view_output(dw_obj, op, "out_weight");
-  const bool has_bias = !db_obj.is_none();
-  ArrayView db;
-  if (has_bias) db = view_output(db_obj, op, "out_bias");
-  check_same_device(dy, x, op, "grad_output", "x");
-  check_same_device(dy, dw, op, "grad_output", "out_weight");
-  if (has_bias) check_same_device(dy, db, op, "grad_output", "out_bias");
-  require_cuda_built(dy, op);
-  check_float(dy, op, "grad_output");
-  check_same_dtype(dy, x, op, "grad_output", "x");
-  check_same_dtype(dy, dw, op, "grad_output", "out_weight");
-  if (has_bias) check_same_dtype(dy, db, op, "grad_output", "out_bias");
+  const ArrayView db = view_optional_output(db_obj, op, "out_bias");
+  check_float_args(op, {dy, "grad_output"}, {{x, "x"}, {dw, "out_weight"}, {db, "out_bias"}});
   check_ndim(dy, 2, op, "grad_output");
   check_ndim(x, 2, op, "x");
   const int64_t rows = dy.shape[0], out_features = dy.shape[1], in = x.shape[1];
@@ -196,31 +131,11 @@ void linear_backward_weight(py::handle dy_obj, py::handle x_obj, py::handle dw_o
                        " rows but x " + x.shape_str() + " has " + std::to_string(x.shape[0]));
   }
   check_shape(dw, {out_features, in}, op, "out_weight");
-  if (has_bias) check_shape(db, {out_features}, op, "out_bias");
-  check_disjoint(dw, dy, op, "out_weight", "grad_output");
-  check_disjoint(dw, x, op, "out_weight", "x");
-  if (has_bias) {
-    check_disjoint(db, dy, op, "out_bias", "grad_output");
-    check_disjoint(db, x, op, "out_bias", "x");
-    check_disjoint(db, dw, op, "out_bias", "out_weight");
-  }
+  check_shape(db, {out_features}, op, "out_bias");
+  check_outputs_disjoint(op, {{db, "out_bias"}, {dw, "out_weight"}}, {{dy, "grad_output"}, {x, "x"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    T* db_ptr = has_bias ? db.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, rows, in,
-                                     out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(), db_ptr, rows, in,
-                                      out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_backward_weight, dy.ptr<T>(), x.ptr<T>(), dw.ptr<T>(),
+                           db.ptr<T>(), rows, in, out_features);
 }
 
 // c (m, n) = alpha * op(a) @ op(b) + beta * c, in place; a (m, k) or (k, m) when trans_a,
@@ -231,12 +146,7 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
   const ArrayView a = view_array(a_obj, op, "a");
   const ArrayView b = view_array(b_obj, op, "b");
   const ArrayView c = view_output(c_obj, op, "c");
-  check_same_device(a, b, op, "a", "b");
-  check_same_device(a, c, op, "a", "c");
-  require_cuda_built(a, op);
-  check_float(a, op, "a");
-  check_same_dtype(a, b, op, "a", "b");
-  check_same_dtype(a, c, op, "a", "c");
+  check_float_args(op, {a, "a"}, {{b, "b"}, {c, "c"}});
   check_ndim(a, 2, op, "a");
   check_ndim(b, 2, op, "b");
   check_ndim(c, 2, op, "c");
@@ -252,30 +162,10 @@ void gemm(py::handle a_obj, py::handle b_obj, py::handle c_obj, double alpha, do
                        (trans_b ? " (transposed)" : "") + " has " + std::to_string(k_b) + " rows");
   }
   check_shape(c, {m, n}, op, "c");
-  check_disjoint(c, a, op, "c", "a");
-  check_disjoint(c, b, op, "c", "b");
-  const StreamHandle stream = stream_for(a);
-  dispatch_float(a.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (a.device == Device::CPU) {
-      cpu::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
-                   b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.ptr<T>(), a.shape[1],
-                    b.ptr<T>(), b.shape[1], static_cast<T>(beta), c.ptr<T>(), n, stream);
-#endif
-    }
-  });
-  (void)stream;
-}
-
-Activation parse_linear_activation(int code, const char* op) {
-  if (code < static_cast<int>(Activation::ReLU) || code > static_cast<int>(Activation::GELUTanh)) {
-    fail_value(op, "unknown activation code " + std::to_string(code));
-  }
-  return static_cast<Activation>(code);
+  check_outputs_disjoint(op, {{c, "c"}}, {{a, "a"}, {b, "b"}});
+  RANVIER_RUN_FLOAT_KERNEL(a, op, gemm, trans_a, trans_b, m, n, k, static_cast<T>(alpha),
+                           a.ptr<T>(), a.shape[1], b.ptr<T>(), b.shape[1], static_cast<T>(beta),
+                           c.ptr<T>(), n);
 }
 
 // out (rows, out_features) = f(x (rows, in) @ w (out_features, in)^T + bias (out_features));
@@ -283,63 +173,20 @@ Activation parse_linear_activation(int code, const char* op) {
 void linear_activation_forward(int code, py::handle x_obj, py::handle w_obj, py::object bias_obj,
                                py::object pre_obj, py::handle out_obj, double alpha) {
   const char* op = "linear_activation_forward";
-  const Activation act = parse_linear_activation(code, op);
+  const Activation act = parse_activation(code, op);
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView y = view_output(out_obj, op, "out");
-  const bool has_bias = !bias_obj.is_none();
-  const bool has_pre = !pre_obj.is_none();
-  ArrayView bias, pre;
-  if (has_bias) bias = view_array(bias_obj, op, "bias");
-  if (has_pre) pre = view_output(pre_obj, op, "pre");
-  check_same_device(x, w, op, "x", "weight");
-  check_same_device(x, y, op, "x", "out");
-  if (has_bias) check_same_device(x, bias, op, "x", "bias");
-  if (has_pre) check_same_device(x, pre, op, "x", "pre");
-  require_cuda_built(x, op);
-  check_float(x, op, "x");
-  check_same_dtype(x, w, op, "x", "weight");
-  check_same_dtype(x, y, op, "x", "out");
-  if (has_bias) check_same_dtype(x, bias, op, "x", "bias");
-  if (has_pre) check_same_dtype(x, pre, op, "x", "pre");
-  check_ndim(x, 2, op, "x");
-  check_ndim(w, 2, op, "weight");
-  const int64_t rows = x.shape[0], in = x.shape[1], out_features = w.shape[0];
-  if (w.shape[1] != in) {
-    fail_value(op, "x " + x.shape_str() + " has " + std::to_string(in) + " features but weight " +
-                       w.shape_str() + " expects " + std::to_string(w.shape[1]));
-  }
-  if (has_bias) check_shape(bias, {out_features}, op, "bias");
-  check_shape(y, {rows, out_features}, op, "out");
-  check_disjoint(y, x, op, "out", "x");
-  check_disjoint(y, w, op, "out", "weight");
-  if (has_bias) check_disjoint(y, bias, op, "out", "bias");
-  if (has_pre) {
-    check_shape(pre, {rows, out_features}, op, "pre");
-    check_disjoint(pre, x, op, "pre", "x");
-    check_disjoint(pre, w, op, "pre", "weight");
-    if (has_bias) check_disjoint(pre, bias, op, "pre", "bias");
-    check_disjoint(pre, y, op, "pre", "out");
-  }
+  const ArrayView bias = view_optional(bias_obj, op, "bias");
+  const ArrayView pre = view_optional_output(pre_obj, op, "pre");
+  check_float_args(op, {x, "x"}, {{w, "weight"}, {y, "out"}, {bias, "bias"}, {pre, "pre"}});
+  const LinearDims d = linear_dims(x, w, bias, y, op);
+  check_shape(pre, {d.rows, d.out_features}, op, "pre");
+  check_outputs_disjoint(op, {{pre, "pre"}, {y, "out"}}, {{x, "x"}, {w, "weight"}, {bias, "bias"}});
 
-  const StreamHandle stream = stream_for(x);
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    const T* bias_ptr = has_bias ? bias.ptr<T>() : nullptr;
-    T* pre_ptr = has_pre ? pre.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
-                                        bias_ptr, pre_ptr, y.ptr<T>(), rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_activation_forward<T>(act, static_cast<T>(alpha), x.ptr<T>(), w.ptr<T>(),
-                                         bias_ptr, pre_ptr, y.ptr<T>(), rows, in, out_features,
-                                         stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, linear_activation_forward, act, static_cast<T>(alpha), x.ptr<T>(),
+                           w.ptr<T>(), bias.ptr<T>(), pre.ptr<T>(), y.ptr<T>(), d.rows, d.in,
+                           d.out_features);
 }
 
 // From grad_output (rows, out_features) of the activated output and `saved` (rows,
@@ -352,29 +199,18 @@ void linear_activation_backward(int code, py::handle saved_obj, py::handle dy_ob
                                 py::object dx_obj, py::object dw_obj, py::object db_obj,
                                 double alpha) {
   const char* op = "linear_activation_backward";
-  const Activation act = parse_linear_activation(code, op);
+  const Activation act = parse_activation(code, op);
   const ArrayView saved = view_array(saved_obj, op, "saved");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView w = view_array(w_obj, op, "weight");
   const ArrayView dz = view_output(dz_obj, op, "grad_pre");
-  const bool has_dx = !dx_obj.is_none(), has_dw = !dw_obj.is_none(), has_db = !db_obj.is_none();
-  ArrayView dx, dw, db;
-  if (has_dx) dx = view_output(dx_obj, op, "out_x");
-  if (has_dw) dw = view_output(dw_obj, op, "out_weight");
-  if (has_db) db = view_output(db_obj, op, "out_bias");
-  const std::vector<std::pair<const ArrayView*, const char*>> inputs = {
-      {&saved, "saved"}, {&dy, "grad_output"}, {&x, "x"}, {&w, "weight"}};
-  std::vector<std::pair<const ArrayView*, const char*>> outputs = {{&dz, "grad_pre"}};
-  if (has_dx) outputs.push_back({&dx, "out_x"});
-  if (has_dw) outputs.push_back({&dw, "out_weight"});
-  if (has_db) outputs.push_back({&db, "out_bias"});
-  for (const auto& [view, name] : inputs) check_same_device(dy, *view, op, "grad_output", name);
-  for (const auto& [view, name] : outputs) check_same_device(dy, *view, op, "grad_output", name);
-  require_cuda_built(dy, op);
-  check_float(dy, op, "grad_output");
-  for (const auto& [view, name] : inputs) check_same_dtype(dy, *view, op, "grad_output", name);
-  for (const auto& [view, name] : outputs) check_same_dtype(dy, *view, op, "grad_output", name);
+  const ArrayView dx = view_optional_output(dx_obj, op, "out_x");
+  const ArrayView dw = view_optional_output(dw_obj, op, "out_weight");
+  const ArrayView db = view_optional_output(db_obj, op, "out_bias");
+  check_float_args(op, {dy, "grad_output"},
+                   {{saved, "saved"}, {x, "x"}, {w, "weight"}, {dz, "grad_pre"}, {dx, "out_x"},
+                    {dw, "out_weight"}, {db, "out_bias"}});
   check_ndim(dy, 2, op, "grad_output");
   check_ndim(x, 2, op, "x");
   check_ndim(w, 2, op, "weight");
@@ -383,40 +219,16 @@ void linear_activation_backward(int code, py::handle saved_obj, py::handle dy_ob
   check_shape(x, {rows, in}, op, "x");
   check_shape(w, {out_features, in}, op, "weight");
   check_shape(dz, {rows, out_features}, op, "grad_pre");
-  if (has_dx) check_shape(dx, {rows, in}, op, "out_x");
-  if (has_dw) check_shape(dw, {out_features, in}, op, "out_weight");
-  if (has_db) check_shape(db, {out_features}, op, "out_bias");
+  check_shape(dx, {rows, in}, op, "out_x");
+  check_shape(dw, {out_features, in}, op, "out_weight");
+  check_shape(db, {out_features}, op, "out_bias");
   // Every output is written while inputs (and grad_pre, for the GEMMs) are still read.
-  for (size_t o = 0; o < outputs.size(); ++o) {
-    for (const auto& [view, name] : inputs) {
-      check_disjoint(*outputs[o].first, *view, op, outputs[o].second, name);
-    }
-    for (size_t p = o + 1; p < outputs.size(); ++p) {
-      check_disjoint(*outputs[o].first, *outputs[p].first, op, outputs[o].second,
-                     outputs[p].second);
-    }
-  }
+  check_outputs_disjoint(op, {{dz, "grad_pre"}, {dx, "out_x"}, {dw, "out_weight"}, {db, "out_bias"}},
+                         {{saved, "saved"}, {dy, "grad_output"}, {x, "x"}, {w, "weight"}});
 
-  const StreamHandle stream = stream_for(dy);
-  dispatch_float(dy.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    T* dx_ptr = has_dx ? dx.ptr<T>() : nullptr;
-    T* dw_ptr = has_dw ? dw.ptr<T>() : nullptr;
-    T* db_ptr = has_db ? db.ptr<T>() : nullptr;
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(), dy.ptr<T>(),
-                                         x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(), dx_ptr, dw_ptr,
-                                         db_ptr, rows, in, out_features);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::linear_activation_backward<T>(act, static_cast<T>(alpha), saved.ptr<T>(),
-                                          dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(),
-                                          dx_ptr, dw_ptr, db_ptr, rows, in, out_features, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, op, linear_activation_backward, act, static_cast<T>(alpha),
+                           saved.ptr<T>(), dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), dz.ptr<T>(),
+                           dx.ptr<T>(), dw.ptr<T>(), db.ptr<T>(), rows, in, out_features);
 }
 
 py::dict cpu_features() {
@@ -486,7 +298,7 @@ void bind_matmul(py::module_& m) {
   m.def("linear_activation_backward_uses_output",
         [](int code) {
           return linear_activation_backward_uses_output(
-              parse_linear_activation(code, "linear_activation_backward_uses_output"));
+              parse_activation(code, "linear_activation_backward_uses_output"));
         },
         py::arg("activation"),
         "Whether the fused backward takes the output (True) or the pre-activation (False).");

@@ -199,17 +199,6 @@ py::tuple pool_output_shape(const std::string& kind_name, const Sizes& input_sha
   return py::tuple(py::cast(output_shape(input_shape, g)));
 }
 
-// The float input x and its output y of the shape the geometry gives (forward passes).
-void check_forward_pair(const ArrayView& x, const ArrayView& y, const Sizes& expected_y,
-                        const std::string& op) {
-  check_float(x, op.c_str(), "x");
-  check_same_dtype(x, y, op.c_str(), "x", "out");
-  check_same_device(x, y, op.c_str(), "x", "out");
-  require_cuda_built(x, op.c_str());
-  check_shape(y, expected_y, op.c_str(), "out");
-  check_disjoint(y, x, op.c_str(), "out", "x");
-}
-
 // y, indices (N, C, *out) = max pooling of x (N, C, *in)
 void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj, const Sizes& kernel,
                       const Sizes& stride, const Sizes& padding, const Sizes& dilation, bool ceil_mode) {
@@ -217,28 +206,17 @@ void max_pool_forward(py::handle x_obj, py::handle y_obj, py::handle indices_obj
   const int64_t dims = spatial_dims_of(x.shape, PoolKind::Max, "x");
   const std::string op = op_name(PoolKind::Max, dims, false);
   const Pool2dGeometry g = pool_geometry(x.shape, {kernel, stride, padding, dilation, ceil_mode}, PoolKind::Max, op);
-  const ArrayView y = view_output(y_obj, op.c_str(), "out");
-  const ArrayView indices = view_output(indices_obj, op.c_str(), "indices");
+  const char* o = op.c_str();
+  const ArrayView y = view_output(y_obj, o, "out");
+  const ArrayView indices = view_output(indices_obj, o, "indices");
+  check_float_args(o, {x, "x"}, {{y, "out"}}, {{indices, "indices"}});
+  check_dtype(indices, DType::Int64, o, "indices");
   const Sizes out_shape = output_shape(x.shape, g);
-  check_forward_pair(x, y, out_shape, op);
-  check_same_device(x, indices, op.c_str(), "x", "indices");
-  check_dtype(indices, DType::Int64, op.c_str(), "indices");
-  check_shape(indices, out_shape, op.c_str(), "indices");
-  check_disjoint(indices, x, op.c_str(), "indices", "x");
-  check_disjoint(indices, y, op.c_str(), "indices", "out");
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op.c_str(), [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::max_pool2d_forward<T>(g, x.ptr<T>(), y.ptr<T>(), indices.ptr<int64_t>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  check_shape(y, out_shape, o, "out");
+  check_shape(indices, out_shape, o, "indices");
+  check_outputs_disjoint(o, {{indices, "indices"}, {y, "out"}}, {{x, "x"}});
+  RANVIER_RUN_FLOAT_KERNEL(x, o, max_pool2d_forward, g, x.ptr<T>(), y.ptr<T>(),
+                           indices.ptr<int64_t>());
 }
 
 // grad_input (N, C, *in) from grad_output and indices (N, C, *out): each gradient to its
@@ -255,11 +233,7 @@ void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_
   const char* o = op.c_str();
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
   const ArrayView indices = view_array(indices_obj, o, "indices");
-  check_float(dy, o, "grad_output");
-  check_same_dtype(dy, dx, o, "grad_output", "out");
-  check_same_device(dy, indices, o, "grad_output", "indices");
-  check_same_device(dy, dx, o, "grad_output", "out");
-  require_cuda_built(dy, o);
+  check_float_args(o, {dy, "grad_output"}, {{dx, "out"}}, {{indices, "indices"}});
   check_dtype(indices, DType::Int64, o, "indices");
   check_same_shape(dy, indices, o, "grad_output", "indices");
   check_pool_input(dx.shape, op, "out (the gradient of the input)");
@@ -267,8 +241,7 @@ void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_
     fail_value(o, "grad_output of shape " + dy.shape_str() + " does not match the input of shape " +
                       dx.shape_str() + " (same rank, batch and channels expected)");
   }
-  check_disjoint(dx, dy, o, "out", "grad_output");
-  check_disjoint(dx, indices, o, "out", "indices");
+  check_outputs_disjoint(o, {{dx, "out"}}, {{dy, "grad_output"}, {indices, "indices"}});
   const bool has_window = kernel.has_value();
   if (has_window != stride.has_value() || has_window != padding.has_value() || has_window != dilation.has_value()) {
     fail_value(o, "kernel_size, stride, padding and dilation must be given all together (the forward's "
@@ -289,7 +262,7 @@ void max_pool_backward(py::handle dy_obj, py::handle indices_obj, py::handle dx_
   // window) writes dx[plane, index]. On the GPU the scan waits for the stream once.
   const int64_t plane = g.in_h * g.in_w;
   const int64_t* idx = indices.ptr<int64_t>();
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
+  const StreamHandle stream = stream_for(dy);
   int64_t bad = -1, bad_value = 0;
   if (dy.device == Device::CUDA) {
 #ifdef RANVIER_WITH_CUDA
@@ -345,21 +318,13 @@ void avg_pool_forward(py::handle x_obj, py::handle y_obj, const Sizes& kernel, c
   const Sizes dilation(static_cast<size_t>(dims), 1);
   const Pool2dGeometry g = pool_geometry(x.shape, {kernel, stride, padding, dilation, ceil_mode}, PoolKind::Avg, op);
   check_divisor_override(divisor_override, op);
-  const ArrayView y = view_output(y_obj, op.c_str(), "out");
-  check_forward_pair(x, y, output_shape(x.shape, g), op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op.c_str(), [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::avg_pool2d_forward<T>(g, count_include_pad, divisor_override, x.ptr<T>(), y.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  const char* o = op.c_str();
+  const ArrayView y = view_output(y_obj, o, "out");
+  check_float_args(o, {x, "x"}, {{y, "out"}});
+  check_shape(y, output_shape(x.shape, g), o, "out");
+  check_disjoint(y, x, o, "out", "x");
+  RANVIER_RUN_FLOAT_KERNEL(x, o, avg_pool2d_forward, g, count_include_pad, divisor_override,
+                           x.ptr<T>(), y.ptr<T>());
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of average pooling
@@ -374,25 +339,11 @@ void avg_pool_backward(py::handle dy_obj, py::handle dx_obj, const Sizes& kernel
   const Pool2dGeometry g = pool_geometry(dx.shape, {kernel, stride, padding, dilation, ceil_mode}, PoolKind::Avg, op);
   check_divisor_override(divisor_override, op);
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
-  check_float(dy, o, "grad_output");
-  check_same_dtype(dy, dx, o, "grad_output", "out");
-  check_same_device(dy, dx, o, "grad_output", "out");
-  require_cuda_built(dy, o);
+  check_float_args(o, {dy, "grad_output"}, {{dx, "out"}});
   check_shape(dy, output_shape(dx.shape, g), o, "grad_output");
   check_disjoint(dx, dy, o, "out", "grad_output");
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(dy.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::avg_pool2d_backward<T>(g, count_include_pad, divisor_override, dy.ptr<T>(), dx.ptr<T>(), stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, o, avg_pool2d_backward, g, count_include_pad, divisor_override,
+                           dy.ptr<T>(), dx.ptr<T>());
 }
 
 // The (in, out) pair of an adaptive pooling call: same rank, batch and channels; the
@@ -422,26 +373,11 @@ void adaptive_avg_pool_forward(py::handle x_obj, py::handle y_obj) {
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, false);
   const char* o = op.c_str();
   const ArrayView y = view_output(y_obj, o, "out");
-  check_float(x, o, "x");
-  check_same_dtype(x, y, o, "x", "out");
-  check_same_device(x, y, o, "x", "out");
-  require_cuda_built(x, o);
+  check_float_args(o, {x, "x"}, {{y, "out"}});
   const AdaptiveSizes s = adaptive_sizes(x, y, "x", "out", op);
   check_disjoint(y, x, o, "out", "x");
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::adaptive_avg_pool2d_forward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, x.ptr<T>(), y.ptr<T>(),
-                                           stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, o, adaptive_avg_pool2d_forward, s.planes, s.in_h, s.in_w, s.out_h,
+                           s.out_w, x.ptr<T>(), y.ptr<T>());
 }
 
 // grad_input (N, C, *in) from grad_output (N, C, *out) of adaptive average pooling
@@ -451,26 +387,11 @@ void adaptive_avg_pool_backward(py::handle dy_obj, py::handle dx_obj) {
   const std::string op = op_name(PoolKind::AdaptiveAvg, dims, true);
   const char* o = op.c_str();
   const ArrayView dy = view_array(dy_obj, o, "grad_output");
-  check_float(dy, o, "grad_output");
-  check_same_dtype(dy, dx, o, "grad_output", "out");
-  check_same_device(dy, dx, o, "grad_output", "out");
-  require_cuda_built(dy, o);
+  check_float_args(o, {dy, "grad_output"}, {{dx, "out"}});
   const AdaptiveSizes s = adaptive_sizes(dx, dy, "out (the gradient of the input)", "grad_output", op);
   check_disjoint(dx, dy, o, "out", "grad_output");
-  const StreamHandle stream = dy.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(dy.dtype, o, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (dy.device == Device::CPU) {
-      cpu::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>());
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::adaptive_avg_pool2d_backward<T>(s.planes, s.in_h, s.in_w, s.out_h, s.out_w, dy.ptr<T>(), dx.ptr<T>(),
-                                            stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(dy, o, adaptive_avg_pool2d_backward, s.planes, s.in_h, s.in_w, s.out_h,
+                           s.out_w, dy.ptr<T>(), dx.ptr<T>());
 }
 
 }  // namespace

@@ -36,26 +36,12 @@ void softmax_forward(py::handle x_obj, py::handle out_obj, int64_t axis, bool lo
   const char* op = log ? "log_softmax" : "softmax";
   const ArrayView x = view_array(x_obj, op, "x");
   const ArrayView out = view_output(out_obj, op, "out");
-  check_float(x, op, "x");
-  check_same_dtype(x, out, op, "x", "out");
+  check_float_args(op, {x, "x"}, {{out, "out"}});
   check_same_shape(x, out, op, "x", "out");
-  check_same_device(x, out, op, "x", "out");
   check_no_partial_overlap(out, x, op, "out", "x");
-  require_cuda_built(x, op);
   const AxisSplit s = split_at_axis(x, axis, op);
-  const StreamHandle stream = x.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(x.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (x.device == Device::CPU) {
-      cpu::softmax_forward<T>(x.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::softmax_forward<T>(x.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(x, op, softmax_forward, x.ptr<T>(), out.ptr<T>(), s.outer, s.dim,
+                           s.inner, log);
 }
 
 // out = the gradient with respect to x, from the forward output y and grad_output.
@@ -64,30 +50,14 @@ void softmax_backward(py::handle y_obj, py::handle dy_obj, py::handle out_obj, i
   const ArrayView y = view_array(y_obj, op, "y");
   const ArrayView dy = view_array(dy_obj, op, "grad_output");
   const ArrayView out = view_output(out_obj, op, "out");
-  check_float(y, op, "y");
-  check_same_dtype(y, dy, op, "y", "grad_output");
-  check_same_dtype(y, out, op, "y", "out");
+  check_float_args(op, {y, "y"}, {{dy, "grad_output"}, {out, "out"}});
   check_same_shape(y, dy, op, "y", "grad_output");
   check_same_shape(y, out, op, "y", "out");
-  check_same_device(y, dy, op, "y", "grad_output");
-  check_same_device(y, out, op, "y", "out");
   check_no_partial_overlap(out, y, op, "out", "y");
   check_no_partial_overlap(out, dy, op, "out", "grad_output");
-  require_cuda_built(y, op);
   const AxisSplit s = split_at_axis(y, axis, op);
-  const StreamHandle stream = y.device == Device::CUDA ? current_cuda_stream() : nullptr;
-  dispatch_float(y.dtype, op, [&](auto zero) {
-    using T = decltype(zero);
-    py::gil_scoped_release nogil;
-    if (y.device == Device::CPU) {
-      cpu::softmax_backward<T>(y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log);
-    } else {
-#ifdef RANVIER_WITH_CUDA
-      cuda::softmax_backward<T>(y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer, s.dim, s.inner, log, stream);
-#endif
-    }
-  });
-  (void)stream;
+  RANVIER_RUN_FLOAT_KERNEL(y, op, softmax_backward, y.ptr<T>(), dy.ptr<T>(), out.ptr<T>(), s.outer,
+                           s.dim, s.inner, log);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The vector math on AVX-512F (16 floats, 8 doubles a register): vector_math_simd.inc compiled
-// for this path. This file is compiled for the baseline x86-64: only the functions marked
-// RANVIER_VM_TARGET use the wider instructions, and vector_math.cpp calls them only on a CPU
-// that has them.
+// for this path (its helpers and entry points). This file is compiled for the baseline
+// x86-64: only the functions marked RANVIER_VM_TARGET use the wider instructions, and
+// vector_math.cpp calls them only on a CPU that has them.
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -27,45 +27,9 @@ typedef int64_t DoubleBits __attribute__((vector_size(64)));
 RANVIER_VM_INLINE FloatVec fmadd(FloatVec a, FloatVec b, FloatVec c) { return _mm512_fmadd_ps(a, b, c); }
 RANVIER_VM_INLINE DoubleVec fmadd(DoubleVec a, DoubleVec b, DoubleVec c) { return _mm512_fmadd_pd(a, b, c); }
 
-#include "vector_math_simd.inc"
-
 }  // namespace
 
-RANVIER_VM_TARGET void exp_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, ExpOp<float>{});
-}
-RANVIER_VM_TARGET void exp_array(const double* x, double* y, int64_t n) {
-  map_lanes<double>(x, y, n, ExpOp<double>{});
-}
-RANVIER_VM_TARGET void sigmoid_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, SigmoidOp<float>{});
-}
-RANVIER_VM_TARGET void sigmoid_array(const double* x, double* y, int64_t n) {
-  map_lanes<double>(x, y, n, SigmoidOp<double>{});
-}
-RANVIER_VM_TARGET void tanh_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, TanhOp<float>{});
-}
-RANVIER_VM_TARGET void tanh_array(const double* x, double* y, int64_t n) {
-  map_lanes<double>(x, y, n, TanhOp<double>{});
-}
-RANVIER_VM_TARGET void erf_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, ErfOp{});
-}
-RANVIER_VM_TARGET void log_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, LogOp<float>{});
-}
-RANVIER_VM_TARGET void log_array(const double* x, double* y, int64_t n) {
-  map_lanes<double>(x, y, n, LogOp<double>{});
-}
-RANVIER_VM_TARGET void log1p_array(const float* x, float* y, int64_t n) {
-  map_lanes<float>(x, y, n, Log1pOp<float>{});
-}
-RANVIER_VM_TARGET void log1p_array(const double* x, double* y, int64_t n) {
-  map_lanes<double>(x, y, n, Log1pOp<double>{});
-}
-RANVIER_VM_TARGET float max_array(const float* x, int64_t n) { return max_of<float>(x, n); }
-RANVIER_VM_TARGET double max_array(const double* x, int64_t n) { return max_of<double>(x, n); }
+#include "vector_math_simd.inc"
 
 #undef RANVIER_VM_INLINE
 #undef RANVIER_VM_TARGET
