@@ -1,10 +1,13 @@
 // The fused linear layer on the CPU: linear + bias + activation forward, and its backward
 // (activation derivative, bias gradient, input and weight gradients) in as few passes over
-// memory as the GEMM allows. The per-element formulas are activation_math.h's.
+// memory as the GEMM allows. The per-element formulas are activation_math.h's; sigmoid, tanh
+// and the GELUs take their transcendental parts from the vector math, as the plain activation
+// kernels do (activations.cpp; within vector_math.h's documented ulp bounds).
 #include <algorithm>
 
 #include "parallel.h"
 #include "ranvier/activation_math.h"
+#include "ranvier/activations.h"
 #include "ranvier/matmul.h"
 
 namespace ranvier::cpu {
@@ -16,6 +19,13 @@ constexpr int64_t epilogue_cost(Activation act) {
   return (act == Activation::ReLU || act == Activation::LeakyReLU) ? 2 : 20;
 }
 
+// ReLU and leaky ReLU fuse with the bias in one scalar loop (which vectorises); the others
+// call activation_forward / activation_backward on each row, whose vector math is several
+// times faster than the scalar libm calls of activation_math.h.
+constexpr bool uses_vector_math(Activation act) {
+  return act != Activation::ReLU && act != Activation::LeakyReLU;
+}
+
 // The output pass after the GEMM (which wrote x @ w^T into `z`, rows x out): z += bias, and
 // y = f(z). z and y are the same buffer unless the caller keeps the pre-activation. One pass
 // over rows that the GEMM has just written, so small layers find them still in L1/L2.
@@ -25,7 +35,12 @@ void bias_activation_pass(const T* bias, T* z, T* y, int64_t rows, int64_t out, 
     for (int64_t r = begin; r < end; ++r) {
       T* z_row = z + r * out;
       T* y_row = y + r * out;
-      if (bias != nullptr) {
+      if constexpr (uses_vector_math(Act)) {
+        if (bias != nullptr) {
+          for (int64_t j = 0; j < out; ++j) z_row[j] = z_row[j] + bias[j];
+        }
+        activation_forward(Act, z_row, y_row, out, alpha);  // z_row may be y_row
+      } else if (bias != nullptr) {
         for (int64_t j = 0; j < out; ++j) {
           const T pre = z_row[j] + bias[j];
           z_row[j] = pre;
@@ -48,6 +63,14 @@ void activation_grad_pass(const T* saved, const T* dy, T* dz, T* dbias, int64_t 
     if (dbias != nullptr) std::fill(dbias + begin, dbias + end, T(0));
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t offset = r * out;
+      if constexpr (uses_vector_math(Act)) {
+        activation_backward(Act, saved + offset + begin, dy + offset + begin, dz + offset + begin, end - begin,
+                            alpha);
+        if (dbias != nullptr) {
+          for (int64_t j = begin; j < end; ++j) dbias[j] += dz[offset + j];
+        }
+        continue;
+      }
       for (int64_t j = begin; j < end; ++j) {
         const T g = activation_grad(Act, saved[offset + j], dy[offset + j], alpha);
         dz[offset + j] = g;

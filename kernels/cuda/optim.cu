@@ -185,13 +185,25 @@ using AdamTable = TensorChunkTable<T, 5, AdamPerTensor<T>>;
 template <typename T>
 using RmspropTable = TensorChunkTable<T, 5, NoPerTensor>;
 
+// The coefficients of the tensor in a table slot: the call's, with the tensor's own values.
+template <typename T>
+__device__ SgdCoefficients<T> with_own_values(SgdCoefficients<T> c, const SgdPerTensor& own) {
+  c.first_step = own.first_step;
+  return c;
+}
+
+template <typename T>
+__device__ AdamCoefficients<T> with_own_values(AdamCoefficients<T> c, const AdamPerTensor<T>& own) {
+  c.neg_step_size = own.neg_step_size;
+  c.bias_correction2_sqrt = own.bias_correction2_sqrt;
+  return c;
+}
+
 template <typename T>
 struct SgdMultiUpdate {
   SgdCoefficients<T> c;
   __device__ void operator()(const SgdTable<T>& t, int slot, int64_t i) const {
-    SgdCoefficients<T> own = c;
-    own.first_step = t.per_tensor[slot].first_step;
-    sgd_update(own, t.arrays[0][slot], t.arrays[1][slot], t.arrays[2][slot], i);
+    sgd_update(with_own_values(c, t.per_tensor[slot]), t.arrays[0][slot], t.arrays[1][slot], t.arrays[2][slot], i);
   }
 };
 
@@ -199,11 +211,8 @@ template <typename T>
 struct AdamMultiUpdate {
   AdamCoefficients<T> c;
   __device__ void operator()(const AdamTable<T>& t, int slot, int64_t i) const {
-    AdamCoefficients<T> own = c;
-    own.neg_step_size = t.per_tensor[slot].neg_step_size;
-    own.bias_correction2_sqrt = t.per_tensor[slot].bias_correction2_sqrt;
-    adam_update(own, t.arrays[0][slot], t.arrays[1][slot], t.arrays[2][slot], t.arrays[3][slot],
-                t.arrays[4][slot], i);
+    adam_update(with_own_values(c, t.per_tensor[slot]), t.arrays[0][slot], t.arrays[1][slot], t.arrays[2][slot],
+                t.arrays[3][slot], t.arrays[4][slot], i);
   }
 };
 

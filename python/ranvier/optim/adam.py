@@ -61,17 +61,9 @@ class Adam(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             amsgrad = group["amsgrad"]
+            buffer_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
             for batch in self._update_batches(group):
-                states = []
-                for p, _ in batch:
-                    state = self.state[p]
-                    if len(state) == 0:
-                        state["step"] = 0
-                        state["exp_avg"] = self._zeros_like_param(p)
-                        state["exp_avg_sq"] = self._zeros_like_param(p)
-                    if amsgrad and "max_exp_avg_sq" not in state:
-                        state["max_exp_avg_sq"] = self._zeros_like_param(p)
-                    states.append(state)
+                states = self._states_with_buffers(batch, buffer_names)
                 # Each parameter's own step: one that had no gradient in some step lags behind.
                 # The counters advance only after a successful update, so that a rejected call
                 # (bad gradient) leaves the state as it was.

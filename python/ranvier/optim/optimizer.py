@@ -130,13 +130,6 @@ class Optimizer:
             return closure()
 
     @staticmethod
-    def _params_with_grad(group):
-        """(parameter, gradient array) for the group's parameters whose grad is not None."""
-        for p in group["params"]:
-            if p.grad is not None:
-                yield p, p.grad.data
-
-    @staticmethod
     def _update_batches(group):
         """The group's (parameter, gradient array) pairs, split into lists that one
         multi-tensor update can take: one list per (device, dtype), in group order.
@@ -144,8 +137,19 @@ class Optimizer:
         A parameter listed twice in a group (PyTorch warns, and updates it twice) goes into a
         later list the second time, so that its two updates run one after the other.
         """
+        pairs, dtypes = [], set()
+        for p in group["params"]:
+            grad = p.grad
+            if grad is not None:
+                pairs.append((p, grad.data))
+                data = p.data
+                dtypes.add(data.dtype if type(data) is np.ndarray else None)
+        # The common case, checked first because it is cheap: host parameters of one dtype,
+        # each listed once, make one list.
+        if len(dtypes) == 1 and None not in dtypes and len({id(p) for p, _ in pairs}) == len(pairs):
+            return [pairs]
         batches, occurrences = {}, {}
-        for p, grad in Optimizer._params_with_grad(group):
+        for p, grad in pairs:
             occurrence = occurrences.get(id(p), 0)
             occurrences[id(p)] = occurrence + 1
             data = p.data
@@ -156,6 +160,21 @@ class Optimizer:
                 batches[key] = batch = []
             batch.append((p, grad))
         return list(batches.values())
+
+    def _states_with_buffers(self, batch, buffer_names):
+        """The state dict of each parameter of a batch, in order. A parameter's first state
+        gets ``'step'`` 0; every buffer in buffer_names that a state lacks starts as zeros."""
+        states = []
+        state_of = self.state
+        for p, _ in batch:
+            state = state_of[p]
+            if not state:
+                state["step"] = 0
+            for name in buffer_names:
+                if name not in state:
+                    state[name] = self._zeros_like_param(p)
+            states.append(state)
+        return states
 
     @staticmethod
     def _zeros_like_param(p):

@@ -55,18 +55,10 @@ class RMSprop(Optimizer):
         loss = self._evaluate_closure(closure)
         for group in self.param_groups:
             use_momentum, centered = group["momentum"] > 0, group["centered"]
+            buffer_names = ("square_avg",) + (("momentum_buffer",) if use_momentum else ()) + \
+                (("grad_avg",) if centered else ())
             for batch in self._update_batches(group):
-                states = []
-                for p, _ in batch:
-                    state = self.state[p]
-                    if len(state) == 0:
-                        state["step"] = 0
-                        state["square_avg"] = self._zeros_like_param(p)
-                    if use_momentum and "momentum_buffer" not in state:
-                        state["momentum_buffer"] = self._zeros_like_param(p)
-                    if centered and "grad_avg" not in state:
-                        state["grad_avg"] = self._zeros_like_param(p)
-                    states.append(state)
+                states = self._states_with_buffers(batch, buffer_names)
                 ops.rmsprop_step_multi([p.data for p, _ in batch], [grad for _, grad in batch],
                                        [state["square_avg"] for state in states],
                                        [state["momentum_buffer"] for state in states] if use_momentum else None,
