@@ -56,12 +56,12 @@ CASES_2D = {
     "kernel_fits_only_with_padding": ((2, 2, 2, 3), (3, 2, 4, 4), 1, (1, 1),
                                       ((1, 1), (1, 1)), 1, 1, True),
     "single_row": ((2, 3, 1, 17), (4, 3, 1, 5), (1, 2), (0, 2), ((0, 0), (2, 2)), 1, 1, True),
-    # Small images go through the GEMM in blocks of ceil(256 / (P*Q)) images: several blocks,
-    # the last one shorter (20 pixels: blocks of 13 + 10; 15: 18 + 12; 9: 29 + 11).
-    "several_image_blocks": ((23, 3, 5, 4), (4, 3, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
-    "image_blocks_groups_stride": ((30, 4, 6, 5), (6, 2, 3, 2), (2, 1), (1, (0, 1)),
+    # Small images go through the GEMM in blocks of ceil(1024 / (P*Q)) images: several blocks,
+    # the last one shorter (20 pixels: blocks of 52 + 52 + 6; 15: 69 + 11; 9: 114 + 6).
+    "several_image_blocks": ((110, 3, 5, 4), (4, 3, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "image_blocks_groups_stride": ((80, 4, 6, 5), (6, 2, 3, 2), (2, 1), (1, (0, 1)),
                                    ((1, 1), (0, 1)), 1, 2, True),
-    "1x1_direct_image_blocks": ((40, 3, 3, 3), (5, 3, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1, False),
+    "1x1_direct_image_blocks": ((120, 3, 3, 3), (5, 3, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1, False),
     # C/g*R*S = 288 is more than gemm's 256-deep block, so the product is split along it.
     "deeper_than_one_gemm_block": ((2, 32, 9, 10), (13, 32, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
                                    True),
@@ -240,16 +240,16 @@ def test_mixed_widths_non_contiguous_and_read_only_inputs(rng):
 
 def test_results_do_not_depend_on_the_thread_count():
     """With several threads the batch is split into chunks, each with its own column buffer
-    and partial weight gradient; 1, 2 and 3 threads must all agree with the reference. The 41
-    images of 15 output pixels go through the GEMM in 3 blocks (18 + 18 + 5 images)."""
+    and partial weight gradient; 1, 2 and 3 threads must all agree with the reference. The
+    150 images of 15 output pixels go through the GEMM in 3 blocks (69 + 69 + 12 images)."""
     script = (
         "import sys, numpy as np\n"
         "sys.path.insert(0, 'tests')\n"
         "from references.conv import conv_forward, conv_backward\n"
         "from ranvier import ops\n"
         "rng = np.random.default_rng(3)\n"
-        "x, w = rng.standard_normal((41, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2))\n"
-        "dy = rng.standard_normal((41, 6, 3, 5))\n"
+        "x, w = rng.standard_normal((150, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2))\n"
+        "dy = rng.standard_normal((150, 6, 3, 5))\n"
         "k = dict(stride=(2, 1), padding=(1, (0, 1)), groups=2)\n"
         "r = dict(stride=(2, 1), padding=((1, 1), (0, 1)), dilation=(1, 1), groups=2)\n"
         "dx_ref, dw_ref, db_ref = conv_backward(x, w, dy, **r)\n"

@@ -14,7 +14,7 @@
 //
 // Small images are processed in blocks of B images per GEMM: col then is (C/g*R*S, B*P*Q),
 // image b in columns b*P*Q .. (b+1)*P*Q - 1. An 8x8 image gives a GEMM only 64 columns wide,
-// too narrow to pay for packing the filters and for the GEMM's set-up; a block of 4 gives 256.
+// too narrow to pay for packing the filters and for the GEMM's set-up; a block of 16 gives 1024.
 // The GEMM's output block (K/g, B*P*Q) is then scattered to y's (N, K, P*Q) layout, and dy's
 // slices are gathered into that layout for the backward passes (copies of the output's size,
 // R*S*C/g times fewer operations than the GEMM). With B = 1 (images of at least
@@ -32,7 +32,7 @@
 #include "ranvier/conv.h"
 
 #include <algorithm>
-#include <vector>
+#include <memory>
 
 #include "parallel.h"
 #include "ranvier/matmul.h"
@@ -42,7 +42,7 @@ namespace ranvier::cpu {
 namespace {
 
 // Images are grouped so that one GEMM has at least this many columns (see the top).
-constexpr int64_t kMinGemmColumns = 256;
+constexpr int64_t kMinGemmColumns = 1024;
 // ... unless the block's column buffer would exceed this many elements (per thread).
 constexpr int64_t kMaxBlockColumnElements = int64_t{1} << 20;
 
@@ -125,13 +125,15 @@ void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col, i
             T* out = col_row + p * Q;
             // x_row[q * stride_w] is the input pixel that output column q meets.
             const T* x_row = x_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
-            std::fill(out, out + cols.lo, T(0));
+            // Plain loops, not std::copy / std::fill: rows of small images are a few elements
+            // long, where a memmove call per row costs more than the copy.
+            for (int64_t q = 0; q < cols.lo; ++q) out[q] = T(0);
             if (s.stride_width == 1) {
-              std::copy(x_row + cols.lo, x_row + cols.hi, out + cols.lo);
+              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q];
             } else {
               for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q * s.stride_width];
             }
-            std::fill(out + cols.hi, out + Q, T(0));
+            for (int64_t q = cols.hi; q < Q; ++q) out[q] = T(0);
           }
           std::fill(col_row + rows.hi * Q, col_row + P * Q, T(0));
         }
@@ -220,20 +222,22 @@ void scatter_block(const Conv2dShape& s, const Geometry& g, const T* block, int6
 // chunks in parallel, each with its own buffer of buffer_size elements. One chunk runs on
 // the calling thread, leaving gemm free to use every thread. The buffers are allocated
 // here, before any parallel region, so that running out of memory raises std::bad_alloc
-// to the caller instead of escaping an OpenMP region.
+// to the caller instead of escaping an OpenMP region; they are left uninitialised (every
+// element is written before it is read), as zeroing megabytes per call would cost more
+// than the copies that fill them.
 template <typename T, typename Body>
 void for_each_chunk(int64_t count, int64_t chunks, int64_t cost_per_item, int64_t buffer_size,
                     Body&& body) {
   if (count == 0) return;
-  std::vector<T> buffers(static_cast<size_t>(chunks * buffer_size));
+  const std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(chunks * buffer_size)]);
   if (chunks <= 1) {
-    body(int64_t{0}, int64_t{0}, count, buffers.data());
+    body(int64_t{0}, int64_t{0}, count, buffers.get());
     return;
   }
   parallel_for(chunks, cost_per_item * (count / chunks), [&](int64_t c_begin, int64_t c_end) {
     for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {
       body(chunk, count * chunk / chunks, count * (chunk + 1) / chunks,
-           buffers.data() + chunk * buffer_size);
+           buffers.get() + chunk * buffer_size);
     }
   });
 }
@@ -343,13 +347,14 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
 
   // Chunk 0 accumulates straight into dw, chunk i > 0 into partials[i - 1]; added in order below.
   const int64_t chunks = chunk_count(g.blocks);
-  std::vector<T> partials(static_cast<size_t>((chunks - 1) * weight_size));
+  // Uninitialised: each chunk's first GEMM overwrites its partial (beta 0).
+  const std::unique_ptr<T[]> partials(new T[static_cast<size_t>((chunks - 1) * weight_size)]);
   const int64_t flops = s.groups * g.group_out * g.block * g.out_pixels * g.col_rows;
   for_each_chunk<T>(g.blocks, chunks, flops, g.buffer_size(),
                     [&](int64_t chunk, int64_t begin, int64_t end, T* buffer) {
     T* col = buffer;
     T* dy_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
-    T* dw_chunk = chunk == 0 ? dw : partials.data() + (chunk - 1) * weight_size;
+    T* dw_chunk = chunk == 0 ? dw : partials.get() + (chunk - 1) * weight_size;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
       for (int64_t group = 0; group < s.groups; ++group) {
@@ -368,7 +373,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
   if (chunks > 1) {
     parallel_for(weight_size, chunks, [&](int64_t begin, int64_t end) {
       for (int64_t chunk = 1; chunk < chunks; ++chunk) {
-        const T* partial = partials.data() + (chunk - 1) * weight_size;
+        const T* partial = partials.get() + (chunk - 1) * weight_size;
         for (int64_t i = begin; i < end; ++i) dw[i] += partial[i];
       }
     });
