@@ -42,23 +42,9 @@ struct Simd<double> {
   RANVIER_GEMM_INLINE static Reg mul(Reg a, Reg b) { return _mm512_mul_pd(a, b); }
 };
 
-#include "gemm_simd_micro_kernel.inc"
-
 }  // namespace
 
-static_assert(kNR<float> == 2 * Simd<float>::kWidth && kNR<double> == 2 * Simd<double>::kWidth);
-
-RANVIER_GEMM_TARGET void micro_kernel(int64_t kc, const float* a, const float* b, float* c,
-                                      int64_t ldc, float alpha, float beta, int64_t rows,
-                                      int64_t cols) {
-  simd_micro_kernel<float, kMR, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols);
-}
-
-RANVIER_GEMM_TARGET void micro_kernel(int64_t kc, const double* a, const double* b, double* c,
-                                      int64_t ldc, double alpha, double beta, int64_t rows,
-                                      int64_t cols) {
-  simd_micro_kernel<double, kMR, 2>(kc, a, b, c, ldc, alpha, beta, rows, cols);
-}
+#include "gemm_simd_micro_kernel.inc"
 
 #undef RANVIER_GEMM_INLINE
 #undef RANVIER_GEMM_TARGET
