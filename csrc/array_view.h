@@ -129,28 +129,38 @@ Reduction parse_reduction(const std::string& reduction, const char* op);
 // The Activation with this code (the values of _C.Activation).
 Activation parse_activation(int code, const char* op);
 
-// The call of a kernel that has the same arguments on both devices: with T = float or double
-// as a's dtype says and the GIL released, cpu::kernel<T>(args...) for CPU arrays, or
-// cuda::kernel<T>(args..., stream) on CuPy's current stream (looked up first, with the GIL
-// held) for CUDA arrays. The arguments may name T. A CPU-only build compiles no CUDA call.
+// The call of a kernel that has the same arguments on both devices: with the GIL released,
+// cpu::kernel<T>(args...) when `device` is the CPU, or cuda::kernel<T>(args..., stream) for
+// CUDA arrays (`stream` is evaluated first, with the GIL still held). A CPU-only build
+// compiles no CUDA call. For bindings that already know T (e.g. they needed it to view
+// typed state first); RANVIER_RUN_FLOAT_KERNEL below picks T from an array's dtype.
 #ifdef RANVIER_WITH_CUDA
 #define RANVIER_IF_CUDA_BUILD(...) __VA_ARGS__
 #else
 #define RANVIER_IF_CUDA_BUILD(...)
 #endif
+
+#define RANVIER_RUN_TYPED_KERNEL(T, device, stream, kernel, ...)                           \
+  do {                                                                                     \
+    const ::ranvier::StreamHandle ranvier_typed_stream_ = (stream);                        \
+    ::pybind11::gil_scoped_release ranvier_nogil_;                                         \
+    if ((device) == ::ranvier::binding::Device::CPU) {                                     \
+      ::ranvier::cpu::kernel<T>(__VA_ARGS__);                                              \
+    } else {                                                                               \
+      RANVIER_IF_CUDA_BUILD(::ranvier::cuda::kernel<T>(__VA_ARGS__, ranvier_typed_stream_);) \
+    }                                                                                      \
+    (void)ranvier_typed_stream_;                                                           \
+  } while (0)
+
+// RANVIER_RUN_TYPED_KERNEL with T = float or double as a's dtype says, on a's device. The
+// arguments may name T.
 #define RANVIER_RUN_FLOAT_KERNEL(a, op, kernel, ...)                                       \
   do {                                                                                     \
     const ::ranvier::StreamHandle ranvier_stream_ = ::ranvier::binding::stream_for(a);     \
     ::ranvier::binding::dispatch_float((a).dtype, op, [&](auto ranvier_zero_) {            \
       using T = decltype(ranvier_zero_);                                                   \
-      ::pybind11::gil_scoped_release ranvier_nogil_;                                       \
-      if ((a).device == ::ranvier::binding::Device::CPU) {                                 \
-        ::ranvier::cpu::kernel<T>(__VA_ARGS__);                                            \
-      } else {                                                                             \
-        RANVIER_IF_CUDA_BUILD(::ranvier::cuda::kernel<T>(__VA_ARGS__, ranvier_stream_);)   \
-      }                                                                                    \
+      RANVIER_RUN_TYPED_KERNEL(T, (a).device, ranvier_stream_, kernel, __VA_ARGS__);       \
     });                                                                                    \
-    (void)ranvier_stream_;                                                                 \
   } while (0)
 
 }  // namespace ranvier::binding

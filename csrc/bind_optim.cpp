@@ -107,8 +107,8 @@ class UpdateArrays {
   }
 
   const ArrayView& param() const { return param_; }
-  bool on_cuda() const { return param_.device == Device::CUDA; }
-  StreamHandle stream() const { return on_cuda() ? current_cuda_stream() : nullptr; }
+  Device device() const { return param_.device; }
+  StreamHandle stream() const { return stream_for(param_); }
   const ArrayView& grad() const { return grad_; }
   // param and the state buffers given so far, with their names.
   const std::vector<std::pair<ArrayView, const char*>>& written() const { return written_; }
@@ -118,20 +118,6 @@ class UpdateArrays {
   ArrayView param_, grad_;
   std::vector<std::pair<ArrayView, const char*>> written_;
 };
-
-// Runs the kernel for the arrays' device with the GIL released: cpu_kernel() on the CPU,
-// cuda_kernel(stream) on the GPU (on the stream the caller read while holding the GIL).
-template <typename Arrays, typename CpuKernel, typename CudaKernel>
-void run_without_gil(const Arrays& arrays, const CpuKernel& cpu_kernel, const CudaKernel& cuda_kernel) {
-  const StreamHandle stream = arrays.stream();
-  const bool on_cuda = arrays.on_cuda();
-  py::gil_scoped_release nogil;
-  if (!on_cuda) {
-    cpu_kernel();
-  } else {
-    cuda_kernel(stream);
-  }
-}
 
 void sgd_step(py::handle param_obj, py::handle grad_obj, py::handle momentum_buffer_obj, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
@@ -145,20 +131,9 @@ void sgd_step(py::handle param_obj, py::handle grad_obj, py::handle momentum_buf
         arrays.state<T>(momentum_buffer_obj, "momentum_buffer", momentum != 0.0, "when momentum != 0");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::sgd_step<T>(param.ptr<T>(), grad.ptr<T>(), momentum_buffer, param.numel(), lr, momentum, dampening,
-                           weight_decay, nesterov, maximize, first_step);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::sgd_step<T>(param.ptr<T>(), grad.ptr<T>(), momentum_buffer, param.numel(), lr, momentum, dampening,
-                            weight_decay, nesterov, maximize, first_step, stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), sgd_step, param.ptr<T>(), grad.ptr<T>(),
+                             momentum_buffer, param.numel(), lr, momentum, dampening, weight_decay, nesterov,
+                             maximize, first_step);
   });
 }
 
@@ -176,21 +151,9 @@ void adam_step(py::handle param_obj, py::handle grad_obj, py::handle exp_avg_obj
     T* max_exp_avg_sq = arrays.state<T>(max_exp_avg_sq_obj, "max_exp_avg_sq", amsgrad, "when amsgrad=True");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::adam_step<T>(param.ptr<T>(), grad.ptr<T>(), exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr,
-                            beta1, beta2, eps, weight_decay, step, decoupled_weight_decay, amsgrad, maximize);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::adam_step<T>(param.ptr<T>(), grad.ptr<T>(), exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr,
-                             beta1, beta2, eps, weight_decay, step, decoupled_weight_decay, amsgrad, maximize,
-                             stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), adam_step, param.ptr<T>(), grad.ptr<T>(),
+                             exp_avg, exp_avg_sq, max_exp_avg_sq, param.numel(), lr, beta1, beta2, eps,
+                             weight_decay, step, decoupled_weight_decay, amsgrad, maximize);
   });
 }
 
@@ -208,20 +171,9 @@ void rmsprop_step(py::handle param_obj, py::handle grad_obj, py::handle square_a
     T* grad_avg = arrays.state<T>(grad_avg_obj, "grad_avg", centered, "when centered=True");
     const ArrayView& param = arrays.param();
     const ArrayView& grad = arrays.grad();
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::rmsprop_step<T>(param.ptr<T>(), grad.ptr<T>(), square_avg, momentum_buffer, grad_avg, param.numel(),
-                               lr, alpha, eps, weight_decay, momentum, centered, maximize);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::rmsprop_step<T>(param.ptr<T>(), grad.ptr<T>(), square_avg, momentum_buffer, grad_avg, param.numel(),
-                                lr, alpha, eps, weight_decay, momentum, centered, maximize, stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), rmsprop_step, param.ptr<T>(), grad.ptr<T>(),
+                             square_avg, momentum_buffer, grad_avg, param.numel(), lr, alpha, eps, weight_decay,
+                             momentum, centered, maximize);
   });
 }
 
@@ -315,8 +267,8 @@ class MultiUpdateArrays {
 
   size_t count() const { return count_; }
   const UpdateArrays& operator[](size_t k) const { return arrays_[k]; }
-  bool on_cuda() const { return count_ > 0 && arrays_.front().on_cuda(); }
-  StreamHandle stream() const { return on_cuda() ? current_cuda_stream() : nullptr; }
+  Device device() const { return count_ > 0 ? arrays_.front().device() : Device::CPU; }
+  StreamHandle stream() const { return count_ > 0 ? arrays_.front().stream() : nullptr; }
   DType dtype() const { return count_ > 0 ? arrays_.front().param().dtype : DType::Float32; }
 
  private:
@@ -362,20 +314,9 @@ void sgd_step_multi(py::sequence params, py::sequence grads, py::object momentum
       tensors.push_back({param.ptr<T>(), arrays[k].grad().ptr<const T>(), buffers[k], param.numel(),
                          first_steps[k].cast<bool>()});
     }
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::sgd_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, momentum, dampening,
-                                 weight_decay, nesterov, maximize);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::sgd_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, momentum, dampening,
-                                  weight_decay, nesterov, maximize, stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), sgd_step_multi, tensors.data(),
+                             static_cast<int64_t>(tensors.size()), lr, momentum, dampening, weight_decay,
+                             nesterov, maximize);
   });
 }
 
@@ -404,20 +345,9 @@ void adam_step_multi(py::sequence params, py::sequence grads, py::sequence exp_a
       tensors.push_back({param.ptr<T>(), arrays[k].grad().ptr<const T>(), exp_avg[k], exp_avg_sq[k],
                          max_exp_avg_sq[k], param.numel(), step_numbers[k]});
     }
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::adam_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, beta1, beta2, eps,
-                                  weight_decay, decoupled_weight_decay, amsgrad, maximize);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::adam_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, beta1, beta2, eps,
-                                   weight_decay, decoupled_weight_decay, amsgrad, maximize, stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), adam_step_multi, tensors.data(),
+                             static_cast<int64_t>(tensors.size()), lr, beta1, beta2, eps, weight_decay,
+                             decoupled_weight_decay, amsgrad, maximize);
   });
 }
 
@@ -441,20 +371,9 @@ void rmsprop_step_multi(py::sequence params, py::sequence grads, py::sequence sq
       tensors.push_back({param.ptr<T>(), arrays[k].grad().ptr<const T>(), square_avg[k], momentum_buffer[k],
                          grad_avg[k], param.numel()});
     }
-    run_without_gil(
-        arrays,
-        [&] {
-          cpu::rmsprop_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, alpha, eps,
-                                     weight_decay, momentum, centered, maximize);
-        },
-        [&](StreamHandle stream) {
-#ifdef RANVIER_WITH_CUDA
-          cuda::rmsprop_step_multi<T>(tensors.data(), static_cast<int64_t>(tensors.size()), lr, alpha, eps,
-                                      weight_decay, momentum, centered, maximize, stream);
-#else
-          (void)stream;
-#endif
-        });
+    RANVIER_RUN_TYPED_KERNEL(T, arrays.device(), arrays.stream(), rmsprop_step_multi, tensors.data(),
+                             static_cast<int64_t>(tensors.size()), lr, alpha, eps, weight_decay, momentum,
+                             centered, maximize);
   });
 }
 
