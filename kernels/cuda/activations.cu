@@ -30,9 +30,9 @@ template <typename T>
 void activation_forward(Activation act, const T* x, T* y, int64_t n, T alpha, StreamHandle stream) {
   if (n == 0) return;
   dispatch_activation(act, [&](auto a) {
-    activation_forward_kernel<decltype(a)::value, T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(x, y, n, alpha);
+    launch_kernel("activation_forward_kernel", activation_forward_kernel<decltype(a)::value, T>, grid_for(n),
+                  kBlockSize, 0, as_stream(stream), x, y, n, alpha);
   });
-  check_launch("activation_forward_kernel");
 }
 
 template <typename T>
@@ -40,9 +40,9 @@ void activation_backward(Activation act, const T* saved, const T* dy, T* dx, int
                          StreamHandle stream) {
   if (n == 0) return;
   dispatch_activation(act, [&](auto a) {
-    activation_backward_kernel<decltype(a)::value, T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(saved, dy, dx, n, alpha);
+    launch_kernel("activation_backward_kernel", activation_backward_kernel<decltype(a)::value, T>,
+                  grid_for(n), kBlockSize, 0, as_stream(stream), saved, dy, dx, n, alpha);
   });
-  check_launch("activation_backward_kernel");
 }
 
 template void activation_forward<float>(Activation, const float*, float*, int64_t, float, StreamHandle);

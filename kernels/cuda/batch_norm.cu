@@ -82,11 +82,11 @@ void per_channel_sums(int64_t C, int64_t count, const Term& term, const Finish& 
                       cudaStream_t stream, const char* partial_name, const char* finish_name) {
   const int blocks = blocks_per_channel_for(C, count);
   const dim3 grid(static_cast<unsigned int>(blocks), static_cast<unsigned int>(C < kMaxGridY ? C : kMaxGridY));
-  channel_partial_sums_kernel<K, Term><<<grid, kReduceThreads, 0, stream>>>(C, count, term, partial);
-  check_launch(partial_name);
+  launch_kernel(partial_name, channel_partial_sums_kernel<K, Term>, grid, kReduceThreads, 0, stream, C, count,
+                term, partial);
   const unsigned int channel_blocks = static_cast<unsigned int>(C < kMaxGridY ? C : kMaxGridY);
-  channel_finish_kernel<K, Finish><<<channel_blocks, kReduceThreads, 0, stream>>>(C, blocks, partial, finish);
-  check_launch(finish_name);
+  launch_kernel(finish_name, channel_finish_kernel<K, Finish>, channel_blocks, kReduceThreads, 0, stream, C,
+                blocks, partial, finish);
 }
 
 // Item i of channel c: x[n, c, l] with i = n * L + l.
@@ -229,8 +229,8 @@ void launch_normalise(const T* x, const T* weight, const T* bias, const T* mean,
                       int64_t N, int64_t C, int64_t L, cudaStream_t stream) {
   const int64_t total = N * C * L;
   if (total <= 0) return;
-  normalise_kernel<T><<<grid_for(total), kBlockSize, 0, stream>>>(x, weight, bias, mean, invstd, y, total, C, L);
-  check_launch("batch_norm_normalise_kernel");
+  launch_kernel("batch_norm_normalise_kernel", normalise_kernel<T>, grid_for(total), kBlockSize, 0, stream, x,
+                weight, bias, mean, invstd, y, total, C, L);
 }
 
 }  // namespace
@@ -264,8 +264,8 @@ void batch_norm_forward_eval(const T* x, const T* weight, const T* bias, const T
                              int64_t C, int64_t L, double eps, StreamHandle stream) {
   if (C <= 0) return;
   const cudaStream_t s = as_stream(stream);
-  eval_stats_kernel<T><<<grid_for(C), kBlockSize, 0, s>>>(running_mean, running_var, save_mean, save_invstd, C, eps);
-  check_launch("batch_norm_eval_stats_kernel");
+  launch_kernel("batch_norm_eval_stats_kernel", eval_stats_kernel<T>, grid_for(C), kBlockSize, 0, s,
+                running_mean, running_var, save_mean, save_invstd, C, eps);
   launch_normalise(x, weight, bias, save_mean, save_invstd, y, N, C, L, s);
 }
 
@@ -287,9 +287,8 @@ void batch_norm_backward(const T* dy, const T* x, const T* save_mean, const T* s
                       "batch_norm_backward_sums_kernel", "batch_norm_backward_finish_kernel");
   const int64_t total = N * C * L;
   if (dx == nullptr || total <= 0) return;
-  batch_norm_dx_kernel<T><<<grid_for(total), kBlockSize, 0, s>>>(dy, x, save_mean, save_invstd, weight, sums, dx,
-                                                                  total, C, L, count, training);
-  check_launch("batch_norm_dx_kernel");
+  launch_kernel("batch_norm_dx_kernel", batch_norm_dx_kernel<T>, grid_for(total), kBlockSize, 0, s, dy, x,
+                save_mean, save_invstd, weight, sums, dx, total, C, L, count, training);
 }
 
 #define RANVIER_INSTANTIATE_BATCH_NORM(T)                                                                   \

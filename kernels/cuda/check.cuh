@@ -5,8 +5,10 @@
 
 #include "ranvier/common.h"
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ranvier::cuda {
 
@@ -20,6 +22,21 @@ inline void check_cuda(cudaError_t status, const char* what) {
 // After a kernel launch: reports bad launch configurations at once (asynchronous faults
 // surface at the next synchronising call).
 inline void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
+
+// Every kernel of ranvier is launched through here: kernel<<<grid, block, shared_bytes,
+// stream>>>(args...), then the launch is checked with the kernel's name in the error.
+// Built with RANVIER_CUDA_EMULATION (g++, no nvcc: tests/cuda_emulation), the same kernel
+// runs instead on the CPU emulator of a GPU block, one fibre per CUDA thread.
+template <typename... Params, typename... Args>
+void launch_kernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                   size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+#if defined(RANVIER_CUDA_EMULATION)
+  cuda_emulation::launch(name, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+#endif
+  check_launch(name);
+}
 
 inline cudaStream_t as_stream(StreamHandle stream) { return static_cast<cudaStream_t>(stream); }
 

@@ -213,14 +213,14 @@ void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* b
     T* y_chunk = y + n0 * d.out_channels * d.out_pixels;
     const T* columns = x_chunk;  // (images, C*R*S, P*Q); in the direct case x itself
     if (!d.direct) {
-      im2col_kernel<T><<<grid_for(images * d.image_col_size), kBlockSize, 0, s>>>(d, x_chunk, col.as<T>(), images);
-      check_launch("im2col_kernel");
+      launch_kernel("im2col_kernel", im2col_kernel<T>, grid_for(images * d.image_col_size), kBlockSize, 0, s,
+                    d, x_chunk, col.as<T>(), images);
       columns = col.as<T>();
     }
     T beta = T(0);
     if (bias != nullptr) {
-      fill_bias_kernel<T><<<grid_for(images * d.out_channels * d.out_pixels), kBlockSize, 0, s>>>(d, bias, y_chunk, images);
-      check_launch("fill_bias_kernel");
+      launch_kernel("fill_bias_kernel", fill_bias_kernel<T>, grid_for(images * d.out_channels * d.out_pixels),
+                    kBlockSize, 0, s, d, bias, y_chunk, images);
       beta = T(1);
     }
     for (int64_t g = 0; g < d.groups; ++g) {
@@ -259,8 +259,8 @@ void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T*
                       nullptr, stream);
     }
     if (!d.direct) {
-      col2im_kernel<T><<<grid_for(images * d.in_channels * d.in_pixels), kBlockSize, 0, s>>>(d, dcol, dx_chunk, images);
-      check_launch("col2im_kernel");
+      launch_kernel("col2im_kernel", col2im_kernel<T>, grid_for(images * d.in_channels * d.in_pixels),
+                    kBlockSize, 0, s, d, dcol, dx_chunk, images);
     }
   }
 }
@@ -272,13 +272,13 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
   const ConvDims d = conv_dims(shape);
   const cudaStream_t s = as_stream(stream);
   if (dbias != nullptr && d.out_channels > 0) {
-    conv_bias_grad_kernel<T><<<static_cast<unsigned int>(d.out_channels), kBiasThreads, 0, s>>>(d, dy, dbias);
-    check_launch("conv_bias_grad_kernel");
+    launch_kernel("conv_bias_grad_kernel", conv_bias_grad_kernel<T>,
+                  static_cast<unsigned int>(d.out_channels), kBiasThreads, 0, s, d, dy, dbias);
   }
   if (d.weight_size == 0) return;
   if (d.batch == 0) {
-    fill_zero_kernel<T><<<grid_for(d.weight_size), kBlockSize, 0, s>>>(dw, d.weight_size);
-    check_launch("fill_zero_kernel");
+    launch_kernel("fill_zero_kernel", fill_zero_kernel<T>, grid_for(d.weight_size), kBlockSize, 0, s, dw,
+                  d.weight_size);
     return;
   }
   // Per image: its column buffer (unless direct) and its own weight gradient.
@@ -292,8 +292,8 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
     const T* dy_chunk = dy + n0 * d.out_channels * d.out_pixels;
     const T* columns = x_chunk;
     if (!d.direct) {
-      im2col_kernel<T><<<grid_for(images * d.image_col_size), kBlockSize, 0, s>>>(d, x_chunk, col.as<T>(), images);
-      check_launch("im2col_kernel");
+      launch_kernel("im2col_kernel", im2col_kernel<T>, grid_for(images * d.image_col_size), kBlockSize, 0, s,
+                    d, x_chunk, col.as<T>(), images);
       columns = col.as<T>();
     }
     for (int64_t g = 0; g < d.groups; ++g) {
@@ -305,8 +305,8 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
                       per_image.as<T>() + g * d.group_weight, d.col_rows, d.weight_size,
                       nullptr, stream);
     }
-    sum_images_kernel<T><<<grid_for(d.weight_size), kBlockSize, 0, s>>>(per_image.as<T>(), dw, d.weight_size, images, n0 > 0);
-    check_launch("sum_images_kernel");
+    launch_kernel("sum_images_kernel", sum_images_kernel<T>, grid_for(d.weight_size), kBlockSize, 0, s,
+                  per_image.as<T>(), dw, d.weight_size, images, n0 > 0);
   }
 }
 

@@ -70,16 +70,16 @@ void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, T p, uint64_t s
   if (n <= 0) return;
   const PhiloxBlockRange range = philox_blocks_for(n, offset);
   const DropoutVisit<T> visit{x, y, mask, p, dropout_scale(p)};  // scale rounded on the host, as the CPU
-  philox_visit_kernel<<<grid_for(range.blocks), kBlockSize, 0, as_stream(stream)>>>(n, seed, offset, range, visit);
-  check_launch("dropout_forward_kernel");
+  launch_kernel("dropout_forward_kernel", philox_visit_kernel<DropoutVisit<T>>, grid_for(range.blocks),
+                kBlockSize, 0, as_stream(stream), n, seed, offset, range, visit);
 }
 
 // dy, mask, dx (n); dx may be dy itself.
 template <typename T>
 void dropout_backward(const T* dy, const uint8_t* mask, T* dx, int64_t n, T p, StreamHandle stream) {
   if (n <= 0) return;
-  dropout_backward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(dy, mask, dx, n, dropout_scale(p));
-  check_launch("dropout_backward_kernel");
+  launch_kernel("dropout_backward_kernel", dropout_backward_kernel<T>, grid_for(n), kBlockSize, 0,
+                as_stream(stream), dy, mask, dx, n, dropout_scale(p));
 }
 
 // out (n)
@@ -87,9 +87,8 @@ template <typename T>
 void uniform_fill(T* out, int64_t n, uint64_t seed, uint64_t offset, StreamHandle stream) {
   if (n <= 0) return;
   const PhiloxBlockRange range = philox_blocks_for(n, offset);
-  philox_visit_kernel<<<grid_for(range.blocks), kBlockSize, 0, as_stream(stream)>>>(n, seed, offset, range,
-                                                                                   UniformVisit<T>{out});
-  check_launch("uniform_fill_kernel");
+  launch_kernel("uniform_fill_kernel", philox_visit_kernel<UniformVisit<T>>, grid_for(range.blocks),
+                kBlockSize, 0, as_stream(stream), n, seed, offset, range, UniformVisit<T>{out});
 }
 
 template void dropout_forward<float>(const float*, float*, uint8_t*, int64_t, float, uint64_t, uint64_t, StreamHandle);

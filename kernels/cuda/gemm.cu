@@ -137,8 +137,8 @@ __global__ void __launch_bounds__((GemmTile<T>::BM / GemmTile<T>::TM) *
   constexpr int VEC = Vec16<T>::kSize;
   static_assert(TN % VEC == 0, "the epilogue stores whole vectors");
 
-  __shared__ alignas(16) T a_tile[BK][BM];  // op(A)[row0 + i][k0 + p] at a_tile[p][i]
-  __shared__ alignas(16) T b_tile[BK][BN];  // op(B)[k0 + p][col0 + j] at b_tile[p][j]
+  alignas(16) __shared__ T a_tile[BK][BM];  // op(A)[row0 + i][k0 + p] at a_tile[p][i]
+  alignas(16) __shared__ T b_tile[BK][BN];  // op(B)[k0 + p][col0 + j] at b_tile[p][j]
 
   const int tid = static_cast<int>(threadIdx.x);
   const int64_t batch_index = args.batch_offset + blockIdx.z;
@@ -298,15 +298,14 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t 
                       static_cast<unsigned int>(std::min(kMaxGridYZ, col_tiles - tile0)),
                       static_cast<unsigned int>(std::min(kMaxGridYZ, batch - batch0)));
       if (!trans_a && !trans_b) {
-        gemm_tiled_kernel<T, false, false><<<grid, THREADS, 0, s>>>(args);
+        launch_kernel("gemm_tiled_kernel", gemm_tiled_kernel<T, false, false>, grid, THREADS, 0, s, args);
       } else if (!trans_a && trans_b) {
-        gemm_tiled_kernel<T, false, true><<<grid, THREADS, 0, s>>>(args);
+        launch_kernel("gemm_tiled_kernel", gemm_tiled_kernel<T, false, true>, grid, THREADS, 0, s, args);
       } else if (trans_a && !trans_b) {
-        gemm_tiled_kernel<T, true, false><<<grid, THREADS, 0, s>>>(args);
+        launch_kernel("gemm_tiled_kernel", gemm_tiled_kernel<T, true, false>, grid, THREADS, 0, s, args);
       } else {
-        gemm_tiled_kernel<T, true, true><<<grid, THREADS, 0, s>>>(args);
+        launch_kernel("gemm_tiled_kernel", gemm_tiled_kernel<T, true, true>, grid, THREADS, 0, s, args);
       }
-      check_launch("gemm_tiled_kernel");
     }
   }
 }
@@ -359,10 +358,8 @@ template <typename T>
 void column_sums(const T* x, T* sums, int64_t rows, int64_t cols, StreamHandle stream) {
   if (cols <= 0) return;
   const int64_t blocks = (cols + kColumnSumWidth - 1) / kColumnSumWidth;
-  column_sum_kernel<T><<<static_cast<unsigned int>(blocks),
-                         dim3(kColumnSumWidth, kColumnSumSlices), 0, as_stream(stream)>>>(
-      x, sums, rows, cols);
-  check_launch("column_sum_kernel");
+  launch_kernel("column_sum_kernel", column_sum_kernel<T>, static_cast<unsigned int>(blocks),
+                dim3(kColumnSumWidth, kColumnSumSlices), 0, as_stream(stream), x, sums, rows, cols);
 }
 
 template void gemm_batched<float>(bool, bool, int64_t, int64_t, int64_t, int64_t, float,

@@ -43,10 +43,9 @@ void linear_activation_forward(Activation act, T alpha, const T* x, const T* w, 
   const int64_t n = rows * out;
   if (n == 0) return;
   dispatch_activation(act, [&](auto a) {
-    apply_activation_kernel<decltype(a)::value, T>
-        <<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(z, y, n, alpha);
+    launch_kernel("apply_activation_kernel", apply_activation_kernel<decltype(a)::value, T>, grid_for(n),
+                  kBlockSize, 0, as_stream(stream), z, y, n, alpha);
   });
-  check_launch("apply_activation_kernel");
 }
 
 template <typename T>
@@ -56,10 +55,9 @@ void linear_activation_backward(Activation act, T alpha, const T* saved, const T
   const int64_t n = rows * out;
   if (n > 0) {
     dispatch_activation(act, [&](auto a) {
-      activation_grad_kernel<decltype(a)::value, T>
-          <<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(saved, dy, dz, n, alpha);
+      launch_kernel("activation_grad_kernel", activation_grad_kernel<decltype(a)::value, T>, grid_for(n),
+                    kBlockSize, 0, as_stream(stream), saved, dy, dz, n, alpha);
     });
-    check_launch("activation_grad_kernel");
   }
   // dbias (out) = column sums of dz (zeros when rows == 0: the kernel's sums start at 0).
   if (dbias != nullptr) column_sums<T>(dz, dbias, rows, out, stream);

@@ -78,8 +78,7 @@ void elementwise_loss_forward(const Loss& loss, T* out, int64_t n, Reduction red
                               const char* none_kernel, const char* partial_kernel, const char* finish_kernel) {
   if (reduction == Reduction::None) {
     if (n <= 0) return;
-    loss_none_kernel<T, Loss><<<grid_for(n), kBlockSize, 0, stream>>>(loss, out, n);
-    check_launch(none_kernel);
+    launch_kernel(none_kernel, loss_none_kernel<T, Loss>, grid_for(n), kBlockSize, 0, stream, loss, out, n);
     return;
   }
   reduce_two_pass<1>(n, SumOf<Loss>{loss}, WriteReduced<T>{out, n, reduction}, stream, partial_kernel,
@@ -133,8 +132,8 @@ template <typename T, typename Grad>
 void elementwise_loss_backward(const Grad& grad, const T* dout, T* dinput, int64_t n, Reduction reduction,
                                cudaStream_t stream, const char* kernel) {
   if (n <= 0) return;
-  loss_backward_kernel<T, Grad><<<grid_for(n), kBlockSize, 0, stream>>>(grad, dout, dinput, n, reduction);
-  check_launch(kernel);
+  launch_kernel(kernel, loss_backward_kernel<T, Grad>, grid_for(n), kBlockSize, 0, stream, grad, dout, dinput,
+                n, reduction);
 }
 
 // ---- cross-entropy ---------------------------------------------------------------------
@@ -304,9 +303,8 @@ void cross_entropy_forward(const T* logits, const int64_t* target, const T* clas
   const cudaStream_t s = as_stream(stream);
   if (reduction == Reduction::None) {
     if (rows <= 0) return;
-    cross_entropy_none_kernel<T><<<grid_for(rows), kBlockSize, 0, s>>>(logits, target, class_weight, out, rows,
-                                                                       classes, ignore_index);
-    check_launch("cross_entropy_none_kernel");
+    launch_kernel("cross_entropy_none_kernel", cross_entropy_none_kernel<T>, grid_for(rows), kBlockSize, 0, s,
+                  logits, target, class_weight, out, rows, classes, ignore_index);
     return;
   }
   reduce_two_pass<2>(rows, CrossEntropyTerm<T>{logits, target, class_weight, classes, ignore_index},
@@ -326,10 +324,9 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* cla
                        WriteTotal{mean_divisor.as<ReduceAccum>()}, s, "cross_entropy_weight_partial_sums_kernel",
                        "cross_entropy_weight_finish_kernel");
   }
-  cross_entropy_backward_kernel<T><<<grid_for(rows), kBlockSize, 0, s>>>(
-      logits, target, class_weight, dout, mean_divisor.as<ReduceAccum>(), dlogits, rows, classes, ignore_index,
-      reduction);
-  check_launch("cross_entropy_backward_kernel");
+  launch_kernel("cross_entropy_backward_kernel", cross_entropy_backward_kernel<T>, grid_for(rows), kBlockSize,
+                0, s, logits, target, class_weight, dout, mean_divisor.as<ReduceAccum>(), dlogits, rows,
+                classes, ignore_index, reduction);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -340,7 +337,8 @@ int64_t first_invalid_class_target(const int64_t* target, int64_t rows, int64_t 
   if (rows <= 0) return -1;
   const cudaStream_t s = as_stream(stream);
   return first_flagged(target, bad_value, s, "invalid_class_target_kernel", [&](unsigned long long* first) {
-    invalid_class_target_kernel<<<grid_for(rows), kBlockSize, 0, s>>>(target, rows, classes, ignore_index, first);
+    launch_kernel("invalid_class_target_kernel", invalid_class_target_kernel, grid_for(rows), kBlockSize, 0,
+                  s, target, rows, classes, ignore_index, first);
   });
 }
 
@@ -350,7 +348,8 @@ int64_t first_invalid_probability(const T* prob, int64_t n, double* bad_value, S
   const cudaStream_t s = as_stream(stream);
   T value = T(0);
   const int64_t found = first_flagged(prob, &value, s, "invalid_probability_kernel", [&](unsigned long long* first) {
-    invalid_probability_kernel<T><<<grid_for(n), kBlockSize, 0, s>>>(prob, n, first);
+    launch_kernel("invalid_probability_kernel", invalid_probability_kernel<T>, grid_for(n), kBlockSize, 0, s,
+                  prob, n, first);
   });
   *bad_value = static_cast<double>(value);
   return found;

@@ -46,8 +46,8 @@ void sgd_step(T* param, const T* grad, T* momentum_buf, int64_t n, double lr, do
   if (n <= 0) return;
   const SgdCoefficients<T> c =
       make_sgd_coefficients<T>(lr, momentum, dampening, weight_decay, nesterov, maximize, first_step);
-  sgd_step_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(c, param, grad, momentum_buf, n);
-  check_launch("sgd_step_kernel");
+  launch_kernel("sgd_step_kernel", sgd_step_kernel<T>, grid_for(n), kBlockSize, 0, as_stream(stream), c,
+                param, grad, momentum_buf, n);
 }
 
 // param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (n)
@@ -58,9 +58,8 @@ void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_av
   if (n <= 0) return;
   const AdamCoefficients<T> c = make_adam_coefficients<T>(lr, beta1, beta2, eps, weight_decay, step,
                                                           decoupled_weight_decay, amsgrad, maximize);
-  adam_step_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(c, param, grad, exp_avg, exp_avg_sq,
-                                                                         max_exp_avg_sq, n);
-  check_launch("adam_step_kernel");
+  launch_kernel("adam_step_kernel", adam_step_kernel<T>, grid_for(n), kBlockSize, 0, as_stream(stream), c,
+                param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n);
 }
 
 // param, grad, square_avg, momentum_buf, grad_avg (n)
@@ -71,9 +70,8 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* momentum_buf, T* gr
   if (n <= 0) return;
   const RmspropCoefficients<T> c =
       make_rmsprop_coefficients<T>(lr, alpha, eps, weight_decay, momentum, centered, maximize);
-  rmsprop_step_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(c, param, grad, square_avg,
-                                                                            momentum_buf, grad_avg, n);
-  check_launch("rmsprop_step_kernel");
+  launch_kernel("rmsprop_step_kernel", rmsprop_step_kernel<T>, grid_for(n), kBlockSize, 0, as_stream(stream),
+                c, param, grad, square_avg, momentum_buf, grad_avg, n);
 }
 
 #define RANVIER_INSTANTIATE_OPTIM(T)                                                                      \
@@ -131,10 +129,10 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
   static_assert(sizeof(Table) + sizeof(Update) <= 4000, "kernel arguments must stay under 4 KiB");
   Table table{};  // unused slots stay zero
   int tensors = 0, blocks = 0;
-  auto launch = [&] {
+  auto launch_table = [&] {
     if (blocks > 0) {
-      multi_tensor_kernel<<<blocks, kBlockSize, 0, as_stream(stream)>>>(table, update);
-      check_launch(kernel_name);
+      launch_kernel(kernel_name, multi_tensor_kernel<Table, Update>, blocks, kBlockSize, 0, as_stream(stream),
+                    table, update);
     }
     tensors = 0;
     blocks = 0;
@@ -142,7 +140,7 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
   for (int64_t k = 0; k < count; ++k) {
     const Entry& entry = entries[k];
     if (entry.n <= 0) continue;
-    if (tensors == kMaxTensorsPerLaunch) launch();
+    if (tensors == kMaxTensorsPerLaunch) launch_table();
     int slot = tensors++;
     fill(table, slot, entry);
     table.sizes[slot] = entry.n;
@@ -154,7 +152,7 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
       if (blocks == kMaxBlocksPerLaunch) {
         // The tensor's remaining chunks continue in the next table, in slot 0.
         const bool more_chunks = chunk + 1 < chunks;
-        launch();
+        launch_table();
         if (more_chunks) {
           slot = 0;
           fill(table, slot, entry);
@@ -164,7 +162,7 @@ void launch_multi_tensor(const Entry* entries, int64_t count, const Fill& fill, 
       }
     }
   }
-  launch();
+  launch_table();
 }
 
 struct NoPerTensor {};

@@ -190,8 +190,8 @@ template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices, StreamHandle stream) {
   const int64_t n = g.planes * g.out_h * g.out_w;
   if (n <= 0) return;
-  max_pool2d_forward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(g, x, y, indices);
-  check_launch("max_pool2d_forward_kernel");
+  launch_kernel("max_pool2d_forward_kernel", max_pool2d_forward_kernel<T>, grid_for(n), kBlockSize, 0,
+                as_stream(stream), g, x, y, indices);
 }
 
 template <typename T>
@@ -199,17 +199,16 @@ void max_pool2d_backward(const Pool2dGeometry& g, const T* dy, const int64_t* in
                          StreamHandle stream) {
   const int64_t n = g.planes * g.in_h * g.in_w;
   if (n <= 0) return;
-  max_pool2d_backward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(g, dy, indices, dx);
-  check_launch("max_pool2d_backward_kernel");
+  launch_kernel("max_pool2d_backward_kernel", max_pool2d_backward_kernel<T>, grid_for(n), kBlockSize, 0,
+                as_stream(stream), g, dy, indices, dx);
 }
 
 template <typename T>
 void max_pool2d_backward_by_plane(const Pool2dGeometry& g, const T* dy, const int64_t* indices, T* dx,
                                   StreamHandle stream) {
   if (g.planes <= 0 || g.in_h * g.in_w <= 0) return;
-  max_pool2d_backward_by_plane_kernel<T><<<grid_for(g.planes), kBlockSize, 0, as_stream(stream)>>>(
-      g, dy, indices, dx);
-  check_launch("max_pool2d_backward_by_plane_kernel");
+  launch_kernel("max_pool2d_backward_by_plane_kernel", max_pool2d_backward_by_plane_kernel<T>,
+                grid_for(g.planes), kBlockSize, 0, as_stream(stream), g, dy, indices, dx);
 }
 
 int64_t first_out_of_plane_index(const int64_t* indices, int64_t n, int64_t plane, int64_t* bad_value,
@@ -217,7 +216,8 @@ int64_t first_out_of_plane_index(const int64_t* indices, int64_t n, int64_t plan
   if (n <= 0) return -1;
   const cudaStream_t s = as_stream(stream);
   return first_flagged(indices, bad_value, s, "out_of_plane_index_kernel", [&](unsigned long long* first) {
-    out_of_plane_index_kernel<<<grid_for(n), kBlockSize, 0, s>>>(indices, n, plane, first);
+    launch_kernel("out_of_plane_index_kernel", out_of_plane_index_kernel, grid_for(n), kBlockSize, 0, s,
+                  indices, n, plane, first);
   });
 }
 
@@ -226,9 +226,8 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, int64_t
                         const T* x, T* y, StreamHandle stream) {
   const int64_t n = g.planes * g.out_h * g.out_w;
   if (n <= 0) return;
-  avg_pool2d_forward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(g, count_include_pad,
-                                                                                   divisor_override, x, y);
-  check_launch("avg_pool2d_forward_kernel");
+  launch_kernel("avg_pool2d_forward_kernel", avg_pool2d_forward_kernel<T>, grid_for(n), kBlockSize, 0,
+                as_stream(stream), g, count_include_pad, divisor_override, x, y);
 }
 
 template <typename T>
@@ -236,9 +235,8 @@ void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, int64_
                          const T* dy, T* dx, StreamHandle stream) {
   const int64_t n = g.planes * g.in_h * g.in_w;
   if (n <= 0) return;
-  avg_pool2d_backward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(g, count_include_pad,
-                                                                                    divisor_override, dy, dx);
-  check_launch("avg_pool2d_backward_kernel");
+  launch_kernel("avg_pool2d_backward_kernel", avg_pool2d_backward_kernel<T>, grid_for(n), kBlockSize, 0,
+                as_stream(stream), g, count_include_pad, divisor_override, dy, dx);
 }
 
 template <typename T>
@@ -246,9 +244,8 @@ void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int
                                  const T* x, T* y, StreamHandle stream) {
   const int64_t n = planes * out_h * out_w;
   if (n <= 0) return;
-  adaptive_avg_pool2d_forward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(
-      planes, in_h, in_w, out_h, out_w, x, y);
-  check_launch("adaptive_avg_pool2d_forward_kernel");
+  launch_kernel("adaptive_avg_pool2d_forward_kernel", adaptive_avg_pool2d_forward_kernel<T>, grid_for(n),
+                kBlockSize, 0, as_stream(stream), planes, in_h, in_w, out_h, out_w, x, y);
 }
 
 template <typename T>
@@ -256,9 +253,8 @@ void adaptive_avg_pool2d_backward(int64_t planes, int64_t in_h, int64_t in_w, in
                                   const T* dy, T* dx, StreamHandle stream) {
   const int64_t n = planes * in_h * in_w;
   if (n <= 0) return;
-  adaptive_avg_pool2d_backward_kernel<T><<<grid_for(n), kBlockSize, 0, as_stream(stream)>>>(
-      planes, in_h, in_w, out_h, out_w, dy, dx);
-  check_launch("adaptive_avg_pool2d_backward_kernel");
+  launch_kernel("adaptive_avg_pool2d_backward_kernel", adaptive_avg_pool2d_backward_kernel<T>, grid_for(n),
+                kBlockSize, 0, as_stream(stream), planes, in_h, in_w, out_h, out_w, dy, dx);
 }
 
 #define RANVIER_INSTANTIATE_POOLING(T)                                                                    \

@@ -85,14 +85,13 @@ __global__ void finish_sums_kernel(const ReduceAccum* partial, int blocks, Finis
 }
 
 // For the bindings' input checks on device arrays (class targets, probabilities, pooling
-// indices): runs launch(first) with *first = ULLONG_MAX on the device, waits, and returns
+// indices): runs launch_check(first) with *first = ULLONG_MAX on the device, waits, and returns
 // the index it found (-1 for none) with the element's value read back from `values`.
 template <typename V, typename Launch>
-int64_t first_flagged(const V* values, V* bad_value, cudaStream_t stream, const char* kernel, Launch&& launch) {
+int64_t first_flagged(const V* values, V* bad_value, cudaStream_t stream, const char* kernel, Launch&& launch_check) {
   DeviceScratch first(sizeof(unsigned long long), stream, kernel);
   check_cuda(cudaMemsetAsync(first.as<void>(), 0xFF, sizeof(unsigned long long), stream), kernel);
-  launch(first.as<unsigned long long>());
-  check_launch(kernel);
+  launch_check(first.as<unsigned long long>());
   unsigned long long found = ULLONG_MAX;
   check_cuda(cudaMemcpyAsync(&found, first.as<void>(), sizeof(found), cudaMemcpyDeviceToHost, stream), kernel);
   check_cuda(cudaStreamSynchronize(stream), kernel);
@@ -109,10 +108,10 @@ void reduce_two_pass(int64_t n, const Term& term, const Finish& finish, cudaStre
                      const char* partial_name, const char* finish_name) {
   const int blocks = reduce_grid_for(n);
   DeviceScratch partial(sizeof(ReduceAccum) * K * static_cast<size_t>(blocks), stream, partial_name);
-  partial_sums_kernel<K, Term><<<blocks, kReduceThreads, 0, stream>>>(n, term, partial.as<ReduceAccum>());
-  check_launch(partial_name);
-  finish_sums_kernel<K, Finish><<<1, kReduceThreads, 0, stream>>>(partial.as<ReduceAccum>(), blocks, finish);
-  check_launch(finish_name);
+  launch_kernel(partial_name, partial_sums_kernel<K, Term>, blocks, kReduceThreads, 0, stream, n, term,
+                partial.as<ReduceAccum>());
+  launch_kernel(finish_name, finish_sums_kernel<K, Finish>, 1, kReduceThreads, 0, stream,
+                partial.as<ReduceAccum>(), blocks, finish);
 }
 
 }  // namespace ranvier::cuda

@@ -171,13 +171,11 @@ template <typename T>
 void softmax_forward(const T* x, T* y, int64_t outer, int64_t dim, int64_t inner, bool log, StreamHandle stream) {
   if (outer <= 0 || dim <= 0 || inner <= 0) return;
   if (inner == 1) {
-    softmax_rows_kernel<T><<<row_blocks_for(outer), row_threads_for(dim), 0, as_stream(stream)>>>(x, y, outer, dim,
-                                                                                                  log);
-    check_launch("softmax_rows_kernel");
+    launch_kernel("softmax_rows_kernel", softmax_rows_kernel<T>, row_blocks_for(outer), row_threads_for(dim),
+                  0, as_stream(stream), x, y, outer, dim, log);
   } else {
-    softmax_lines_kernel<T><<<grid_for(outer * inner), kBlockSize, 0, as_stream(stream)>>>(x, y, outer, dim, inner,
-                                                                                          log);
-    check_launch("softmax_lines_kernel");
+    launch_kernel("softmax_lines_kernel", softmax_lines_kernel<T>, grid_for(outer * inner), kBlockSize, 0,
+                  as_stream(stream), x, y, outer, dim, inner, log);
   }
 }
 
@@ -187,13 +185,11 @@ void softmax_backward(const T* y, const T* dy, T* dx, int64_t outer, int64_t dim
                       StreamHandle stream) {
   if (outer <= 0 || dim <= 0 || inner <= 0) return;
   if (inner == 1) {
-    softmax_backward_rows_kernel<T><<<row_blocks_for(outer), row_threads_for(dim), 0, as_stream(stream)>>>(
-        y, dy, dx, outer, dim, log);
-    check_launch("softmax_backward_rows_kernel");
+    launch_kernel("softmax_backward_rows_kernel", softmax_backward_rows_kernel<T>, row_blocks_for(outer),
+                  row_threads_for(dim), 0, as_stream(stream), y, dy, dx, outer, dim, log);
   } else {
-    softmax_backward_lines_kernel<T><<<grid_for(outer * inner), kBlockSize, 0, as_stream(stream)>>>(
-        y, dy, dx, outer, dim, inner, log);
-    check_launch("softmax_backward_lines_kernel");
+    launch_kernel("softmax_backward_lines_kernel", softmax_backward_lines_kernel<T>, grid_for(outer * inner),
+                  kBlockSize, 0, as_stream(stream), y, dy, dx, outer, dim, inner, log);
   }
 }
 
