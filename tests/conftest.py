@@ -22,3 +22,17 @@ TOLERANCES = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-1
 
 def tol(dtype):
     return TOLERANCES[np.dtype(dtype).type]
+
+
+@pytest.fixture(scope="session")
+def emulated_cuda():
+    """ranvier's CUDA kernels compiled for the CPU emulator (tests/cuda_emulation), so that
+    their results are checked on machines without a GPU. A build failure is an error, not a
+    skip: the kernels must compile for the emulator wherever the tests run."""
+    from cuda_emulation import build as emulation
+
+    if emulation.compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA emulation with")
+    module = emulation.load(emulation.build())
+    module.set_schedule(0x5EED)  # threads and blocks in shuffled order: races give wrong numbers
+    return module
