@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,8 @@ def emulated_cuda():
 
     if emulation.compiler() is None:
         pytest.skip("no C++ compiler to build the CUDA emulation with")
-    module = emulation.load(emulation.build())
+    # Set by test_cuda_emulation.py when it reruns the emulated tests under AddressSanitizer.
+    asan = os.environ.get("RANVIER_CUDA_EMULATION_ASAN") == "1"
+    module = emulation.load(emulation.build(asan=asan))
     module.set_schedule(0x5EED)  # threads and blocks in shuffled order: races give wrong numbers
     return module

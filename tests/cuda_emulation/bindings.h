@@ -43,5 +43,7 @@ constexpr void* kStream = nullptr;
 
 void bind_matmul(py::module_& m);
 void bind_activations(py::module_& m);
+// Kernels that test the emulator itself (selftest_kernels.cu).
+void bind_selftest(py::module_& m);
 
 }  // namespace emulated

@@ -24,7 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 KERNEL_SOURCES = sorted(p for p in (ROOT / "kernels" / "cuda").glob("*.cu") if p.name != "runtime_info.cu")
-BINDING_SOURCES = sorted(HERE.glob("*.cpp"))
+# The emulator, the bindings and the emulator's own test kernels (selftest_kernels.cu).
+BINDING_SOURCES = sorted([*HERE.glob("*.cpp"), *HERE.glob("*.cu")])
 # Everything a source may include: a change to any of them rebuilds every object.
 HEADERS = sorted(
     [*(ROOT / "kernels" / "include" / "ranvier").glob("*.h"), *(ROOT / "kernels" / "cuda").glob("*.cuh"), *HERE.glob("*.h")]
@@ -38,6 +39,17 @@ class BuildError(RuntimeError):
 
 def compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def asan_runtime() -> str | None:
+    """The compiler's AddressSanitizer runtime library, to LD_PRELOAD into a Python that
+    imports the --asan build; None when it has none."""
+    cxx = compiler()
+    if cxx is None:
+        return None
+    result = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True, text=True)
+    path = result.stdout.strip()
+    return path if result.returncode == 0 and os.path.isabs(path) and os.path.exists(path) else None
 
 
 def _flags(asan: bool) -> list[str]:
