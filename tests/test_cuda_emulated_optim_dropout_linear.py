@@ -216,10 +216,6 @@ def assert_identical(actual, expected, name):
         np.testing.assert_array_equal(actual, expected, err_msg=name)
 
 
-def _multi_state_names(name, s):
-    return STATE_NAMES[name](s)
-
-
 def _run_multi(module, name, segments, buffers, step_numbers, s):
     """One multi-tensor step of `name` over all tensors of `segments` through `module`
     (emulator or _C: the same list arguments). buffers: kind -> flat buffer."""
@@ -245,7 +241,7 @@ def _run_multi(module, name, segments, buffers, step_numbers, s):
 def _check_multi_equals_cpu(emulated_cuda, name, settings, sizes, dtype, steps, seed):
     rng = np.random.default_rng(seed)
     segments = Segments(sizes)
-    state_names = _multi_state_names(name, settings)
+    state_names = STATE_NAMES[name](settings)
     buffers = {"param": segments.buffer(rng, dtype)}
     buffers.update({key: segments.buffer(rng, dtype, positive=True) for key in state_names})
     if "grad_avg" in buffers:  # centered: square_avg > grad_avg^2, else sqrt of a negative
@@ -477,7 +473,8 @@ def test_linear_activation_backward(emulated_cuda, rng, activation, rows, n_in, 
     dy = rng.standard_normal((rows, n_out)).astype(dtype)
     dz_expected = dy.astype(np.float64) * f_grad(z)
 
-    dz, dx, dw, dbias = nan((rows, n_out), dtype), nan((rows, n_in), dtype), nan((n_out, n_in), dtype), nan(n_out, dtype)
+    dz, dx = nan((rows, n_out), dtype), nan((rows, n_in), dtype)
+    dw, dbias = nan((n_out, n_in), dtype), nan(n_out, dtype)
     emulated_cuda.linear_activation_backward(code, alpha, saved, dy, x, w, dz, dx, dw, dbias, rows, n_in, n_out)
     # saved is rounded to dtype: f' at the rounded point (sigmoid, tanh: from the rounded y).
     np.testing.assert_allclose(dz, dz_expected, rtol=8 * tol(dtype)["rtol"], atol=8 * tol(dtype)["atol"])
