@@ -10,4 +10,5 @@ PYBIND11_MODULE(_cuda_emulated, m) {
   emulated::bind_matmul(m);
   emulated::bind_activations(m);
   emulated::bind_selftest(m);
+  emulated::bind_optim_dropout_linear(m);
 }
