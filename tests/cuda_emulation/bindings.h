@@ -46,5 +46,6 @@ void bind_activations(py::module_& m);
 // Kernels that test the emulator itself (selftest_kernels.cu).
 void bind_selftest(py::module_& m);
 void bind_optim_dropout_linear(py::module_& m);
+void bind_losses_softmax(py::module_& m);
 
 }  // namespace emulated

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_cuda_emulated, m) {
   emulated::bind_activations(m);
   emulated::bind_selftest(m);
   emulated::bind_optim_dropout_linear(m);
+  emulated::bind_losses_softmax(m);
 }
