@@ -43,5 +43,6 @@ constexpr void* kStream = nullptr;
 
 void bind_matmul(py::module_& m);
 void bind_activations(py::module_& m);
+void bind_conv_pool_bn(py::module_& m);
 
 }  // namespace emulated

@@ -9,4 +9,5 @@ PYBIND11_MODULE(_cuda_emulated, m) {
         "Order of threads and blocks: 0 in index order, 1 reversed, other values seed a shuffle.");
   emulated::bind_matmul(m);
   emulated::bind_activations(m);
+  emulated::bind_conv_pool_bn(m);
 }
