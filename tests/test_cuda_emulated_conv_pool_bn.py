@@ -369,13 +369,16 @@ AVG1D_EMULATED_CASES = AVG1D_CASES + [((2, 3, 31), dict(kernel_size=3, padding=1
                                       ((1, 2, 300), dict(kernel_size=5, stride=2, padding=2, ceil_mode=True))]
 
 
+# Each case with count_include_pad as it says, or both ways when it does not say.
+AVG_EMULATED_CASES = [(shape, window if "count_include_pad" in window else {**window, "count_include_pad": include})
+                      for shape, window in AVG2D_EMULATED_CASES + AVG1D_EMULATED_CASES
+                      for include in ([None] if "count_include_pad" in window else [True, False])]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, window", AVG2D_EMULATED_CASES + AVG1D_EMULATED_CASES)
-@pytest.mark.parametrize("count_include_pad", [True, False])
-def test_avg_pool_matches_reference_and_cpu(emulated_cuda, rng, shape, window, count_include_pad, dtype):
-    if "count_include_pad" in window and window["count_include_pad"] != count_include_pad:
-        pytest.skip("the case fixes count_include_pad")
-    _check_avg_pool(emulated_cuda, rng, shape, {**window, "count_include_pad": count_include_pad}, dtype)
+@pytest.mark.parametrize("shape, window", AVG_EMULATED_CASES)
+def test_avg_pool_matches_reference_and_cpu(emulated_cuda, rng, shape, window, dtype):
+    _check_avg_pool(emulated_cuda, rng, shape, window, dtype)
 
 
 def _check_adaptive(emulated, rng, shape, out_spatial, dtype):
