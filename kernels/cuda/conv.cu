@@ -185,8 +185,13 @@ __global__ void fill_zero_kernel(T* x, int64_t n) {
 
 #undef RANVIER_GRID_STRIDE
 
-// At most this much workspace per chunk (but always at least one image).
-constexpr int64_t kWorkspaceBytes = int64_t{256} << 20;
+// At most this much workspace per chunk (but always at least one image). The CPU emulator's
+// build (tests/cuda_emulation/build.py) sets a few KiB, so that its tests reach the chunked
+// loops at sizes it can run.
+#ifndef RANVIER_CONV_WORKSPACE_BYTES
+#define RANVIER_CONV_WORKSPACE_BYTES (int64_t{256} << 20)
+#endif
+constexpr int64_t kWorkspaceBytes = RANVIER_CONV_WORKSPACE_BYTES;
 
 // Images per chunk when each image needs `per_image` elements of T of workspace.
 template <typename T>

@@ -47,5 +47,6 @@ void bind_activations(py::module_& m);
 void bind_selftest(py::module_& m);
 void bind_optim_dropout_linear(py::module_& m);
 void bind_losses_softmax(py::module_& m);
+void bind_conv_pool_bn(py::module_& m);
 
 }  // namespace emulated

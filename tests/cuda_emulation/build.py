@@ -63,6 +63,9 @@ def _flags(asan: bool) -> list[str]:
         "-Wall",
         "-Wno-unknown-pragmas",  # nvcc's #pragma unroll
         "-DRANVIER_CUDA_EMULATION",
+        # conv.cu's workspace per chunk of images (256 MiB on a GPU): small enough that the
+        # tests' batches split into several chunks.
+        "-DRANVIER_CONV_WORKSPACE_BYTES=65536",
         f"-I{HERE}",  # our cuda_runtime.h before any real one
         f"-I{ROOT / 'kernels' / 'include'}",
         f"-I{pybind11.get_include()}",

@@ -366,7 +366,12 @@ const char* cudaGetErrorString(cudaError_t error) {
 cudaError_t cudaMallocAsync(void** pointer, size_t bytes, cudaStream_t) {
   // Never a null pointer for 0 bytes: the kernels may compute addresses from it.
   *pointer = std::malloc(bytes > 0 ? bytes : 1);
-  return *pointer != nullptr ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (*pointer == nullptr) return cudaErrorMemoryAllocation;
+  // Fresh device memory holds whatever was there before (a pool's last user's data), never
+  // zeros one can count on: all bits set (NaN in float and double) makes a kernel that reads
+  // scratch it did not write give NaN, where malloc's often-zeroed pages would hide it.
+  std::memset(*pointer, 0xFF, bytes);
+  return cudaSuccess;
 }
 
 cudaError_t cudaFreeAsync(void* pointer, cudaStream_t) {

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_cuda_emulated, m) {
   emulated::bind_selftest(m);
   emulated::bind_optim_dropout_linear(m);
   emulated::bind_losses_softmax(m);
+  emulated::bind_conv_pool_bn(m);
 }
