@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pytest
 from conftest import tol
+from loss_kinds import cpu_backward, cpu_forward, reference_backward, reference_forward
 from references import losses as loss_ref
 from references import softmax as softmax_ref
 
@@ -97,40 +98,6 @@ def emulated_backward(cuda, kind, first, target, weight, pos_weight, dout, dfirs
         cuda.bce_loss_backward(first, target, weight, dout, dfirst, n, reduction)
     else:
         cuda.bce_with_logits_backward(first, target, weight, pos_weight, dout, dfirst, n, classes, reduction)
-
-
-def cpu_forward(kind, first, target, weight, pos_weight, out, reduction):
-    if kind == "mse":
-        _C.mse_loss_forward(first, target, out, reduction)
-    elif kind == "bce":
-        _C.bce_loss_forward(first, target, weight, out, reduction)
-    else:
-        _C.bce_with_logits_forward(first, target, weight, pos_weight, out, reduction)
-
-
-def cpu_backward(kind, first, target, weight, pos_weight, dout, dfirst, reduction):
-    if kind == "mse":
-        _C.mse_loss_backward(first, target, dout, dfirst, reduction)
-    elif kind == "bce":
-        _C.bce_loss_backward(first, target, weight, dout, dfirst, reduction)
-    else:
-        _C.bce_with_logits_backward(first, target, weight, pos_weight, dout, dfirst, reduction)
-
-
-def reference_forward(kind, first, target, weight, pos_weight, reduction):
-    if kind == "mse":
-        return loss_ref.mse(first, target, reduction)
-    if kind == "bce":
-        return loss_ref.bce(first, target, weight, reduction)
-    return loss_ref.bce_logits(first, target, weight, pos_weight, reduction)
-
-
-def reference_backward(kind, first, target, weight, pos_weight, dout, reduction):
-    if kind == "mse":
-        return loss_ref.mse_grad(first, target, dout, reduction)
-    if kind == "bce":
-        return loss_ref.bce_grad(first, target, dout, weight, reduction)
-    return loss_ref.bce_logits_grad(first, target, dout, weight, pos_weight, reduction)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

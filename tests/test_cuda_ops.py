@@ -14,6 +14,10 @@ The whole module skips without CuPy or without a usable GPU.
 import numpy as np
 import pytest
 from conftest import tol
+from loss_kinds import cpu_backward as _loss_backward
+from loss_kinds import cpu_forward as _loss_forward
+from loss_kinds import reference_backward as _loss_grad_reference
+from loss_kinds import reference_forward as _loss_reference
 from references import dropout as dropout_ref
 from references import losses as loss_ref
 from references import optim as optim_ref
@@ -117,40 +121,6 @@ def _elementwise_inputs(kind, n, dtype, rng, weighted):
         target = rng.uniform(0.0, 1.0, n) if kind == "bce_logits" else rng.standard_normal(n)
     weight = rng.uniform(0.5, 2.0, n).astype(dtype) if weighted else None
     return first.astype(dtype), target.astype(dtype), weight
-
-
-def _loss_forward(kind, first, target, weight, pos_weight, out, reduction):
-    if kind == "mse":
-        _C.mse_loss_forward(first, target, out, reduction)
-    elif kind == "bce":
-        _C.bce_loss_forward(first, target, weight, out, reduction)
-    else:
-        _C.bce_with_logits_forward(first, target, weight, pos_weight, out, reduction)
-
-
-def _loss_backward(kind, first, target, weight, pos_weight, dout, out, reduction):
-    if kind == "mse":
-        _C.mse_loss_backward(first, target, dout, out, reduction)
-    elif kind == "bce":
-        _C.bce_loss_backward(first, target, weight, dout, out, reduction)
-    else:
-        _C.bce_with_logits_backward(first, target, weight, pos_weight, dout, out, reduction)
-
-
-def _loss_reference(kind, first, target, weight, pos_weight, reduction):
-    if kind == "mse":
-        return loss_ref.mse(first, target, reduction)
-    if kind == "bce":
-        return loss_ref.bce(first, target, weight, reduction)
-    return loss_ref.bce_logits(first, target, weight, pos_weight, reduction)
-
-
-def _loss_grad_reference(kind, first, target, weight, pos_weight, dout, reduction):
-    if kind == "mse":
-        return loss_ref.mse_grad(first, target, dout, reduction)
-    if kind == "bce":
-        return loss_ref.bce_grad(first, target, dout, weight, reduction)
-    return loss_ref.bce_logits_grad(first, target, dout, weight, pos_weight, reduction)
 
 
 ELEMENTWISE_VARIANTS = [("mse", False, False), ("bce", False, False), ("bce", True, False),
