@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import numpy as np
@@ -26,6 +27,22 @@ def tol(dtype):
     return TOLERANCES[np.dtype(dtype).type]
 
 
+# The emulator's order of threads and blocks for the whole session: shuffled, so that races
+# give wrong numbers. Tests that try other orders put it back (emulation_schedule).
+EMULATION_SCHEDULE = 0x5EED
+
+
+@contextlib.contextmanager
+def emulation_schedule(module, seed):
+    """Runs the with-block under the emulator's order `seed` (see set_schedule), then restores
+    the session's."""
+    module.set_schedule(seed)
+    try:
+        yield
+    finally:
+        module.set_schedule(EMULATION_SCHEDULE)
+
+
 @pytest.fixture(scope="session")
 def emulated_cuda():
     """ranvier's CUDA kernels compiled for the CPU emulator (tests/cuda_emulation), so that
@@ -38,5 +55,5 @@ def emulated_cuda():
     # Set by test_cuda_emulation.py when it reruns the emulated tests under AddressSanitizer.
     asan = os.environ.get("RANVIER_CUDA_EMULATION_ASAN") == "1"
     module = emulation.load(emulation.build(asan=asan))
-    module.set_schedule(0x5EED)  # threads and blocks in shuffled order: races give wrong numbers
+    module.set_schedule(EMULATION_SCHEDULE)
     return module

@@ -16,27 +16,22 @@ several chunks where a GPU would need gigabytes to do so.
 
 import numpy as np
 import pytest
-from conftest import tol
+from conftest import EMULATION_SCHEDULE, emulation_schedule, tol
 from references import batch_norm as bn_ref
 from references import pooling as pool_ref
 from references.conv import conv_backward, conv_forward
 from test_cuda_pool_bn import (ADAPTIVE2D_GPU_CASES, AVG2D_GPU_CASES, BN_CPU_SHAPES, BN_REF_SHAPES,
-                               MAX2D_GPU_CASES)
+                               MAX2D_GPU_CASES, _assert_close, _bn_inputs, _sizes, _window)
 from test_ops_conv import CASES_1D, CASES_2D, assert_matches
 from test_ops_pooling import ADAPTIVE1D_CASES, AVG1D_CASES, MAX1D_CASES, _distinct
 
 from ranvier import _C
 
 DTYPES = [np.float32, np.float64]
-SCHEDULE = 0x5EED  # conftest's shuffled order, restored after a test changes it
 
 
 def nan(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
-
-
-def _pairs(value, spatial):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * spatial
 
 
 # --- convolution -------------------------------------------------------------------------
@@ -71,9 +66,9 @@ def conv_shape(emulated, case, spatial):
         s = emulated.Conv2dShape()
         s.in_height, s.in_width = x_shape[2:]
         s.kernel_height, s.kernel_width = w_shape[2:]
-        s.stride_height, s.stride_width = _pairs(stride, 2)
+        s.stride_height, s.stride_width = _sizes(stride, 2)
         (s.pad_top, s.pad_bottom), (s.pad_left, s.pad_right) = pads
-        s.dilation_height, s.dilation_width = _pairs(dilation, 2)
+        s.dilation_height, s.dilation_width = _sizes(dilation, 2)
     else:
         s = emulated.Conv1dShape()
         s.in_length, s.kernel_size = x_shape[2], w_shape[2]
@@ -86,13 +81,13 @@ def conv_shape(emulated, case, spatial):
 def _cpu_hyper(case, spatial):
     """(stride, padding, dilation, groups) as ranvier._C's conv functions take them."""
     _, _, stride, _, pads, dilation, groups, _ = case
-    return (list(_pairs(stride, spatial)), [p for pair in pads for p in pair], list(_pairs(dilation, spatial)),
+    return (list(_sizes(stride, spatial)), [p for pair in pads for p in pair], list(_sizes(dilation, spatial)),
             groups)
 
 
 def _ref_hyper(case, spatial):
     _, _, stride, _, pads, dilation, groups, _ = case
-    return dict(stride=_pairs(stride, spatial), padding=pads, dilation=_pairs(dilation, spatial), groups=groups)
+    return dict(stride=_sizes(stride, spatial), padding=pads, dilation=_sizes(dilation, spatial), groups=groups)
 
 
 def _check_conv(emulated, rng, case, dtype, spatial):
@@ -197,15 +192,12 @@ def test_conv_backward_weight_is_the_same_bits_in_any_schedule(emulated_cuda, rn
     w = rng.standard_normal(case[1])
     dy = rng.standard_normal((s.batch, s.out_channels, s.out_height(), s.out_width()))
     results = []
-    try:
-        for seed in [0, 1, 99, SCHEDULE]:
-            emulated_cuda.set_schedule(seed)
+    for seed in [0, 1, 99, EMULATION_SCHEDULE]:
+        with emulation_schedule(emulated_cuda, seed):
             dw, db, dx = nan(w.shape, np.float64), nan(s.out_channels, np.float64), nan(x.shape, np.float64)
             emulated_cuda.conv2d_backward_weight(s, dy, x, dw, db)
             emulated_cuda.conv2d_backward_input(s, dy, w, dx)
             results.append((dw, db, dx))
-    finally:
-        emulated_cuda.set_schedule(SCHEDULE)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
@@ -229,13 +221,6 @@ def pool_geometry(emulated, shape, out_shape, kernel, stride, padding, dilation=
     g.pad_h, g.pad_w = padding
     g.dilation_h, g.dilation_w = dilation
     return g
-
-
-def _window(dims, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, **_):
-    """The window as tuples (kernel, stride, padding, dilation) and ceil_mode."""
-    kernel = _pairs(kernel_size, dims)
-    return (kernel, kernel if stride is None else _pairs(stride, dims), _pairs(padding, dims),
-            _pairs(dilation, dims), bool(ceil_mode))
 
 
 # Beyond the GPU tests' cases: a 1 x 1 window over a plane larger than one 256-thread block,
@@ -409,7 +394,7 @@ def _check_adaptive(emulated, rng, shape, out_spatial, dtype):
 
 def _adaptive_out(shape, output_size):
     """The output's spatial sizes (None keeps the input's size, as PyTorch)."""
-    sizes = _pairs(output_size, len(shape) - 2)
+    sizes = _sizes(output_size, len(shape) - 2)
     return tuple(s if o is None else o for s, o in zip(shape[2:], sizes))
 
 
@@ -424,16 +409,6 @@ def test_adaptive_avg_pool_matches_reference_and_cpu(emulated_cuda, rng, shape, 
 
 
 # --- batch normalisation -------------------------------------------------------------------
-
-def _bn_inputs(rng, shape, dtype, affine=True):
-    channels = shape[1]
-    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
-    weight = rng.uniform(0.5, 1.5, channels).astype(dtype) if affine else None
-    bias = rng.standard_normal(channels).astype(dtype) if affine else None
-    running_mean = rng.standard_normal(channels).astype(dtype)
-    running_var = rng.uniform(0.5, 2.0, channels).astype(dtype)
-    return x, weight, bias, running_mean, running_var
-
 
 def _ncl(shape):
     """x's (N, C, L) view: L is the product of the spatial sizes (1 for (N, C))."""
@@ -463,11 +438,6 @@ def bn_backward(emulated, dy, x, save_mean, save_invstd, weight, training, want_
     dweight, dbias = nan(c, x.dtype), nan(c, x.dtype)
     emulated.batch_norm_backward(dy, x, save_mean, save_invstd, weight, dx, dweight, dbias, n, c, l, training)
     return dx, dweight, dbias
-
-
-def _assert_close(actual, expected, dtype, factor=1.0):
-    t = tol(dtype)
-    np.testing.assert_allclose(actual, expected, rtol=t["rtol"] * factor, atol=t["atol"] * factor)
 
 
 # Beyond the GPU tests' shapes: L straddling the 256-thread blocks, C = 1 with many partial
@@ -545,13 +515,10 @@ def test_batch_norm_is_the_same_bits_in_any_schedule(emulated_cuda, rng, dtype):
     x, weight, bias, running_mean, running_var = _bn_inputs(rng, shape, dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     results = []
-    try:
-        for seed in [0, 1, 7, SCHEDULE]:
-            emulated_cuda.set_schedule(seed)
+    for seed in [0, 1, 7, EMULATION_SCHEDULE]:
+        with emulation_schedule(emulated_cuda, seed):
             forward = bn_forward(emulated_cuda, x, weight, bias, running_mean, running_var, True)
             results.append([*forward, *bn_backward(emulated_cuda, dy, x, forward[1], forward[2], weight, True)])
-    finally:
-        emulated_cuda.set_schedule(SCHEDULE)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

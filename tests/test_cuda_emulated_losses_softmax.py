@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tol
+from conftest import EMULATION_SCHEDULE, emulation_schedule, tol
 from loss_kinds import cpu_backward, cpu_forward, reference_backward, reference_forward
 from references import losses as loss_ref
 from references import softmax as softmax_ref
@@ -26,8 +26,7 @@ from ranvier import _C
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["none", "mean", "sum"]
 # Schedules the emulator runs threads and blocks in: index order, reversed, two shuffles.
-SCHEDULES = [0, 1, 0x5EED, 987654321]
-DEFAULT_SCHEDULE = 0x5EED  # conftest's
+SCHEDULES = [0, 1, EMULATION_SCHEDULE, 987654321]
 
 
 def nan(shape, dtype):
@@ -49,12 +48,9 @@ def out_shape(reduction, n):
 def schedules(emulated_cuda):
     """Sets each schedule in turn; puts conftest's back afterwards."""
     def run_each(body):
-        try:
-            for seed in SCHEDULES:
-                emulated_cuda.set_schedule(seed)
+        for seed in SCHEDULES:
+            with emulation_schedule(emulated_cuda, seed):
                 body(seed)
-        finally:
-            emulated_cuda.set_schedule(DEFAULT_SCHEDULE)
     return run_each
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EMULATION_SCHEDULE, emulation_schedule
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
 def emulator(emulated_cuda):
-    yield emulated_cuda
-    emulated_cuda.set_schedule(0x5EED)  # the session's default, for the tests that follow
+    with emulation_schedule(emulated_cuda, EMULATION_SCHEDULE):  # the tests set their own; put it back
+        yield emulated_cuda
 
 
 @pytest.mark.parametrize("grid,block", [((1, 1, 1), (1, 1, 1)), ((3, 2, 2), (5, 3, 2)), ((2, 1, 1), (32, 8, 1))])
