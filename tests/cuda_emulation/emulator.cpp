@@ -13,7 +13,6 @@
 #include <ucontext.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -270,8 +269,7 @@ void wait(State state) {
   Scheduler& s = scheduler();
   if (s.running == nullptr) throw std::logic_error("cuda emulation: a barrier outside a kernel");
   s.running->state = state;
-  leave_fibre(false);
-  current.thread_idx = s.running->index;
+  leave_fibre(false);  // resumed by enter_fibre, which restores threadIdx
 }
 
 }  // namespace
