@@ -191,7 +191,10 @@ def float_inputs(op: str, **arrays):
         if dtype is not None:
             return np, dtype, list(arrays.values())
     present = {k: v for k, v in arrays.items() if v is not None}
-    xp = array_module(*present.values())
+    # The module of the GPU inputs if there are any: _as_array then names the op and each
+    # input on the CPU (array_module over all of them would raise without either).
+    on_gpu = [v for v in present.values() if is_cuda_array(v)]
+    xp = array_module(*on_gpu) if on_gpu else np
     converted = {k: _as_array(v, xp, op, k) for k, v in present.items()}
     for name, a in converted.items():
         check_float_dtype(a.dtype, op, name)
