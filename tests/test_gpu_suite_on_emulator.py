@@ -35,6 +35,7 @@ FAKE_CUPY = TESTS / "cuda_emulation" / "fake_cupy"
 GPU_TEST_FILES = [
     "test_cuda_matmul.py",
     "test_cuda_ops.py",
+    "test_cuda_activations.py",
     "test_cuda_conv.py",
     "test_cuda_pool_bn.py",
     "test_cuda_scratch_memory.py",
