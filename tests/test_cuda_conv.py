@@ -1,4 +1,4 @@
-"""The CUDA convolution kernels (kernels/cuda/conv.cu: im2col / col2im around the CUDA GEMM)
+"""The CUDA convolution kernels (kernels/cuda/conv.cu: implicit GEMM on the tiled CUDA GEMM)
 against the float64 references and the CPU kernels, on every case of the CPU tests
 (tests/test_ops_conv.py: padding, stride, dilation, groups, depthwise, 1x1 direct, 'same').
 

@@ -9,9 +9,10 @@ output starts as NaN, so that an element a kernel fails to write shows. The emul
 threads and blocks in a shuffled order (conftest's emulated_cuda), so a missing barrier or a
 race gives wrong numbers; the reproducibility tests rerun under other orders.
 
-This build of the emulation caps conv.cu's workspace at a few KiB per chunk of images
-(build.py: RANVIER_CONV_WORKSPACE_BYTES; 256 MiB on a GPU), so the batches here split into
-several chunks where a GPU would need gigabytes to do so.
+conv.cu's backward-weight pass splits the batch into slices of images (split-K) and sums
+their partial gradients in passes of what its workspace holds. This build of the emulation
+caps that workspace at 64 KiB (build.py: RANVIER_CONV_WORKSPACE_BYTES; 256 MiB on a GPU), so
+that the cases here take several passes where a GPU would need gigabytes to do so.
 """
 
 import numpy as np
@@ -39,20 +40,22 @@ def nan(shape, dtype):
 # padding as (before, after) per axis, dilation, groups, bias).
 
 # Beyond the CPU's cases: every GEMM tile edge (K = 130 filters, C*R*S = 17*9 = 153 deep, 72
-# output pixels), prime sizes with groups and dilation, and batches of several workspace
-# chunks (the last one shorter), through im2col and through the direct 1x1 path.
+# output pixels), prime sizes with groups and dilation, and batches the backward-weight pass
+# splits into several slices of images (the last one shorter) and several passes, through the
+# gathered column matrix and through the direct 1x1 path.
 EXTRA_2D = {
     "larger_than_the_gemm_tiles": ((1, 17, 9, 8), (130, 17, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "primes_groups_dilation_stride": ((3, 6, 13, 11), (9, 2, 3, 2), (2, 3), None, ((2, 1), (0, 3)), (2, 3), 3,
                                       True),
-    "chunks_im2col": ((23, 3, 9, 8), (5, 3, 3, 3), 1, None, ((1, 1), (1, 1)), 1, 1, True),
-    "chunks_groups_stride": ((41, 4, 10, 7), (6, 2, 3, 2), (2, 1), None, ((1, 2), (0, 1)), (1, 2), 2, True),
-    "chunks_direct_1x1": ((37, 24, 5, 3), (20, 24, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 1, True),
-    "chunks_direct_1x1_groups": ((29, 40, 3, 5), (32, 20, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 2, False),
-    "batch1_over_the_workspace_cap": ((1, 9, 23, 19), (4, 9, 3, 3), 1, None, ((1, 1), (1, 1)), 1, 1, True),
+    "slices_3x3": ((23, 3, 9, 8), (5, 3, 3, 3), 1, None, ((1, 1), (1, 1)), 1, 1, True),
+    "slices_groups_stride": ((41, 4, 10, 7), (6, 2, 3, 2), (2, 1), None, ((1, 2), (0, 1)), (1, 2), 2, True),
+    "slices_direct_1x1": ((37, 24, 5, 3), (20, 24, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 1, True),
+    "slices_direct_1x1_groups": ((29, 40, 3, 5), (32, 20, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 2, False),
+    "slices_in_passes": ((24, 16, 5, 6), (32, 16, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "batch1_large_image": ((1, 9, 23, 19), (4, 9, 3, 3), 1, None, ((1, 1), (1, 1)), 1, 1, True),
 }
 EXTRA_1D = {
-    "chunks_dna_like": ((41, 4, 60), (8, 4, 11), 1, None, ((5, 5),), 1, 1, True),
+    "slices_dna_like": ((41, 4, 60), (8, 4, 11), 1, None, ((5, 5),), 1, 1, True),
     "primes_stride_dilation_groups": ((5, 6, 37), (3, 2, 5), 3, None, ((4, 1),), 2, 3, True),
 }
 CONV2D_CASES = {**CASES_2D, **EXTRA_2D}
@@ -143,27 +146,24 @@ def test_conv1d_matches_reference_and_cpu(emulated_cuda, rng, name, dtype):
     _check_conv(emulated_cuda, rng, CONV1D_CASES[name], dtype, 1)
 
 
-def _chunks(batch, per_image_elements, itemsize, workspace_bytes):
-    """How many chunks conv.cu splits a batch into when each image needs per_image_elements of
-    workspace (its images_per_chunk, written out)."""
-    per_chunk = min(max(workspace_bytes // (per_image_elements * itemsize), 1), batch)
-    return -(-batch // per_chunk)
-
-
-@pytest.mark.parametrize("name", [n for n in EXTRA_2D if n.startswith("chunks_")] + ["several_image_blocks"])
-def test_the_chunk_cases_do_split_the_batch(emulated_cuda, name):
-    """The chunk cases above exercise what they are named for: several chunks of images in the
-    backward weight pass (column buffer + per-image weight gradient per image), and in the
-    forward / backward-input passes unless the 1x1 kernel needs no column buffer."""
+@pytest.mark.parametrize("name", [n for n in EXTRA_2D if n.startswith("slices_")] + ["several_image_blocks"])
+def test_the_slice_cases_do_split_the_batch(emulated_cuda, name):
+    """The slice cases above exercise what they are named for: the backward-weight pass splits
+    their batch into several slices of images, the last one shorter, and "slices_in_passes"
+    needs several passes of the workspace in both precisions, the last pass shorter."""
     s = conv_shape(emulated_cuda, CONV2D_CASES[name], 2)
-    col = s.in_channels * s.kernel_height * s.kernel_width * s.out_height() * s.out_width()
     weight = s.out_channels * s.in_channels // s.groups * s.kernel_height * s.kernel_width
-    direct = "direct" in name
+    shorter_last_pass = []
     for dtype in DTYPES:
         itemsize = np.dtype(dtype).itemsize
-        assert _chunks(s.batch, (0 if direct else col) + weight, itemsize, emulated_cuda.conv_workspace_bytes) > 1
-        if not direct:
-            assert _chunks(s.batch, col, itemsize, emulated_cuda.conv_workspace_bytes) > 1
+        slices, images_per_slice, per_pass = emulated_cuda.conv2d_weight_grad_split(s, itemsize)
+        assert slices > 1
+        assert (slices - 1) * images_per_slice < s.batch <= slices * images_per_slice
+        assert per_pass * weight * itemsize <= max(emulated_cuda.conv_workspace_bytes, weight * itemsize)
+        if name == "slices_in_passes":
+            assert per_pass < slices
+            shorter_last_pass.append(slices % per_pass != 0)
+    assert name != "slices_in_passes" or any(shorter_last_pass)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -184,9 +184,9 @@ def test_conv2d_empty_batch(emulated_cuda, rng, dtype, with_bias):
 
 
 def test_conv_backward_weight_is_the_same_bits_in_any_schedule(emulated_cuda, rng):
-    """conv.cu sums the per-image weight gradients in a fixed order and col2im gathers without
-    atomics: the thread and block order must not change a bit."""
-    case = EXTRA_2D["chunks_groups_stride"]
+    """conv.cu sums the slices' partial weight gradients in a fixed order and the backward-input
+    pass gathers without atomics: the thread and block order must not change a bit."""
+    case = EXTRA_2D["slices_groups_stride"]
     s = conv_shape(emulated_cuda, case, 2)
     x = rng.standard_normal(case[0])
     w = rng.standard_normal(case[1])

@@ -1,24 +1,34 @@
-// Convolution on the GPU, lowered to the tiled GEMM (gemm.cu) through im2col / col2im, as
-// kernels/cpu/conv.cpp does on the CPU (same Conv2dShape, same formulas).
+// Convolution on the GPU as implicit GEMM: the tiled GEMM kernel of gemm.cuh with operands
+// that compute the im2col matrix's elements from the images as its tiles are loaded, so that
+// no column buffer is ever written. Same Conv2dShape and formulas as kernels/cpu/conv.cpp.
 //
-// A chunk of B images is processed at once, so that the GEMMs are batched over the images
-// (gridDim.z) and large enough to fill the GPU. For image b of the chunk and group g
-// (C/g input channels, K/g filters), with the column buffer col[b] (C*R*S, P*Q) whose row
-// (c, r, s) holds, for every output pixel (p, q), the input value that filter tap (c, r, s)
-// meets there (zero in the padding), and col[b, g] its rows of group g (C/g*R*S, P*Q):
+// For image b and group g (C/g input channels, K/g filters), col[b, g] is the (C/g*R*S, P*Q)
+// matrix whose row (c, r, s) holds, for every output pixel (p, q), the input value that filter
+// tap (c, r, s) meets there (zero in the padding):
 //
-//   forward          y[b, g] (K/g, P*Q)        = w[g] (K/g, C/g*R*S) @ col[b, g]   (+ bias)
-//   backward input   dcol[b, g] (C/g*R*S, P*Q) = w[g]^T @ dy[b, g] (K/g, P*Q);  dx[b] = col2im(dcol[b])
-//   backward weight  dw_b[g] (K/g, C/g*R*S)    = dy[b, g] @ col[b, g]^T, then dw = sum over b of dw_b
+//   forward          y[b, g] (K/g, P*Q) = w[g] (K/g, C/g*R*S) @ col[b, g] + bias[g] (per row)
+//                    one launch per group, grid z over the images;
+//   backward input   dx[b, g] (C/g, H*W) = wt[g] (C/g, K/g*R*S) @ dyt[b, g] (K/g*R*S, H*W), with
+//                    wt[g](c, (k, r, s)) = w[k, c, r, s] and dyt[b, g]((k, r, s), (h, w)) the dy
+//                    value of the output pixel that tap (r, s) of filter k takes from input pixel
+//                    (h, w), zero where there is none: a gather, so no atomics and no col2im;
+//   backward weight  dw[g] (K/g, C/g*R*S) = sum over b of dy[b, g] (K/g, P*Q) @ col[b, g]^T,
+//                    one GEMM whose depth runs over all N*P*Q (image, pixel) pairs, split into
+//                    slices of whole images (grid z) so that small weights still fill the GPU
+//                    (split-K); the slices' partial gradients are summed in slice order by
+//                    sum_slices_kernel, so dw does not depend on scheduling.
 //
-// col2im gathers (one thread per input pixel, no atomics: deterministic). The per-image
-// weight gradients are summed in a fixed order by a reduction kernel, so dw does not depend
-// on scheduling. A 1x1 kernel with stride 1 and no padding needs no column buffer.
-// Workspace (column buffer, per-image weight gradients) is a DeviceScratch on the kernels'
-// stream (ranvier/device_allocator.h: CuPy's memory pool under Python), at most
-// kWorkspaceBytes per chunk.
+// A 1x1 kernel with stride 1 and no padding ("direct") reads x and dy as stored matrices in
+// the forward and backward-input passes (DenseOperand: 16-byte vector loads).
+// With stride > 1 the backward-input gather meets many taps that reach no output pixel; they
+// are multiplied as zeros (wasted work, not wrong results).
+// Element indices within one image, one filter bank or one slice are 32-bit (conv_dims checks
+// that they fit) so that the per-element index arithmetic uses 32-bit division.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "check.cuh"
 #include "gemm.cuh"
@@ -32,19 +42,29 @@ namespace {
 // Sizes derived from a Conv2dShape, named once, passed to the kernels by value.
 struct ConvDims {
   int64_t batch, in_channels, in_height, in_width, out_channels;  // N, C, H, W, K
-  int64_t kernel_height, kernel_width;                            // R, S
-  int64_t stride_height, stride_width, pad_top, pad_left, dilation_height, dilation_width;
+  int kernel_height, kernel_width;                                // R, S
+  int stride_height, stride_width, pad_top, pad_left, dilation_height, dilation_width;
   int64_t groups;
-  int64_t group_in, group_out;  // C/g, K/g
-  int64_t out_h, out_w;         // P, Q
-  int64_t out_pixels;           // P*Q
-  int64_t in_pixels;            // H*W
-  int64_t col_rows;             // C/g*R*S: rows of one group's column block
-  int64_t image_col_size;       // C*R*S*P*Q: one image's column buffer
-  int64_t group_weight;         // K/g*C/g*R*S
-  int64_t weight_size;          // K*C/g*R*S
-  bool direct;                  // 1x1, stride 1, no padding: the input is its own column buffer
+  int group_in, group_out;  // C/g, K/g
+  int out_h, out_w;         // P, Q
+  int out_pixels;           // P*Q
+  int in_pixels;            // H*W
+  int taps;                 // R*S
+  int col_rows;             // C/g*R*S: the forward GEMM's depth, rows of col[b, g]
+  int input_grad_depth;     // K/g*R*S: the backward-input GEMM's depth
+  int64_t group_weight;     // K/g*C/g*R*S
+  int64_t weight_size;      // K*C/g*R*S
+  bool direct;              // 1x1, stride 1, no padding: x is its own column matrix
 };
+
+// `value` as an int, or invalid_argument naming the convolution's size that does not fit.
+int checked_int(int64_t value, const char* what) {
+  if (value > std::numeric_limits<int32_t>::max()) {
+    throw std::invalid_argument("conv2d (CUDA): " + std::string(what) + " = " +
+                                std::to_string(value) + " is too large (at most 2^31 - 1)");
+  }
+  return static_cast<int>(value);
+}
 
 ConvDims conv_dims(const Conv2dShape& s) {
   ConvDims d;
@@ -53,96 +73,140 @@ ConvDims conv_dims(const Conv2dShape& s) {
   d.in_height = s.in_height;
   d.in_width = s.in_width;
   d.out_channels = s.out_channels;
-  d.kernel_height = s.kernel_height;
-  d.kernel_width = s.kernel_width;
-  d.stride_height = s.stride_height;
-  d.stride_width = s.stride_width;
-  d.pad_top = s.pad_top;
-  d.pad_left = s.pad_left;
-  d.dilation_height = s.dilation_height;
-  d.dilation_width = s.dilation_width;
+  d.kernel_height = checked_int(s.kernel_height, "kernel height");
+  d.kernel_width = checked_int(s.kernel_width, "kernel width");
+  d.stride_height = checked_int(s.stride_height, "stride");
+  d.stride_width = checked_int(s.stride_width, "stride");
+  d.pad_top = checked_int(s.pad_top, "padding");
+  d.pad_left = checked_int(s.pad_left, "padding");
+  d.dilation_height = checked_int(s.dilation_height, "dilation");
+  d.dilation_width = checked_int(s.dilation_width, "dilation");
   d.groups = s.groups;
-  d.group_in = s.in_channels / s.groups;
-  d.group_out = s.out_channels / s.groups;
-  d.out_h = s.out_height();
-  d.out_w = s.out_width();
-  d.out_pixels = d.out_h * d.out_w;
-  d.in_pixels = s.in_height * s.in_width;
-  d.col_rows = d.group_in * s.kernel_height * s.kernel_width;
-  d.image_col_size = s.in_channels * s.kernel_height * s.kernel_width * d.out_pixels;
-  d.group_weight = d.group_out * d.col_rows;
-  d.weight_size = s.out_channels * d.col_rows;
+  d.group_in = checked_int(s.in_channels / s.groups, "channels per group");
+  d.group_out = checked_int(s.out_channels / s.groups, "filters per group");
+  d.out_h = checked_int(s.out_height(), "output height");
+  d.out_w = checked_int(s.out_width(), "output width");
+  d.out_pixels = checked_int(s.out_height() * s.out_width(), "output pixels per image");
+  d.in_pixels = checked_int(s.in_height * s.in_width, "input pixels per image");
+  d.taps = checked_int(s.kernel_height * s.kernel_width, "kernel taps");
+  d.col_rows = checked_int(int64_t{d.group_in} * d.taps, "channels per group x kernel taps");
+  d.input_grad_depth = checked_int(int64_t{d.group_out} * d.taps, "filters per group x kernel taps");
+  d.group_weight = int64_t{d.group_out} * d.col_rows;
+  d.weight_size = s.out_channels * int64_t{d.col_rows};
   d.direct = s.kernel_height == 1 && s.kernel_width == 1 && s.stride_height == 1 &&
              s.stride_width == 1 && s.pad_top == 0 && s.pad_bottom == 0 && s.pad_left == 0 &&
              s.pad_right == 0;
   return d;
 }
 
+// x[b, channel, h, w] for output pixel `pixel` (p*Q + q) and kernel tap `tap` (r*S + s), with
+// h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w; zero outside the image.
+template <typename T>
+__device__ __forceinline__ T input_at(const ConvDims& d, const T* __restrict__ x, int64_t b,
+                                      int64_t channel, int pixel, int tap) {
+  const int p = pixel / d.out_w, q = pixel - p * d.out_w;
+  const int r = tap / d.kernel_width, s = tap - r * d.kernel_width;
+  const int h = p * d.stride_height - d.pad_top + r * d.dilation_height;
+  const int w = q * d.stride_width - d.pad_left + s * d.dilation_width;
+  if (h < 0 || h >= d.in_height || w < 0 || w >= d.in_width) return T(0);
+  return x[((b * d.in_channels + channel) * d.in_height + h) * d.in_width + w];
+}
+
+// --- the operands' sources (GatherOperand in gemm.cuh): element (i, p) of batch matrix z ---
+
+// Forward B, col[z, g] read as (P*Q, C/g*R*S): i an output pixel, p = c*R*S + tap.
+template <typename T>
+struct ImageColumns {
+  ConvDims d;
+  const T* x;
+  int64_t group;
+  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+    const int c = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - c * d.taps;
+    return input_at(d, x, z, group * d.group_in + c, static_cast<int>(i), tap);
+  }
+};
+
+// Backward-input A, wt[g] (C/g, K/g*R*S): i = c, p = k*R*S + tap -> w[g*K/g + k, c, tap].
+template <typename T>
+struct TransposedFilters {
+  ConvDims d;
+  const T* w;
+  int64_t group;
+  __device__ T operator()(int64_t /*z*/, int64_t i, int64_t p) const {
+    const int k = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - k * d.taps;
+    return w[((group * d.group_out + k) * d.group_in + i) * d.taps + tap];
+  }
+};
+
+// Backward-input B, dyt[z, g] read as (H*W, K/g*R*S): i an input pixel (h, w), p = k*R*S + tap
+// (r, s) -> dy[z, g*K/g + k, p_out, q_out] for the output pixel with
+// p_out*stride_h = h + pad_top - r*dil_h and q_out*stride_w = w + pad_left - s*dil_w, if any.
+template <typename T>
+struct ScatteredOutputGrad {
+  ConvDims d;
+  const T* dy;
+  int64_t group;
+  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+    const int pixel = static_cast<int>(i);
+    const int h = pixel / static_cast<int>(d.in_width), w = pixel - h * static_cast<int>(d.in_width);
+    const int k = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - k * d.taps;
+    const int r = tap / d.kernel_width, s = tap - r * d.kernel_width;
+    const int h_scaled = h + d.pad_top - r * d.dilation_height;  // p_out * stride_h
+    const int w_scaled = w + d.pad_left - s * d.dilation_width;  // q_out * stride_w
+    if (h_scaled < 0 || w_scaled < 0) return T(0);
+    const int p_out = h_scaled / d.stride_height, q_out = w_scaled / d.stride_width;
+    if (p_out * d.stride_height != h_scaled || q_out * d.stride_width != w_scaled ||
+        p_out >= d.out_h || q_out >= d.out_w) {
+      return T(0);
+    }
+    const int64_t channel = group * d.group_out + k;
+    return dy[(z * d.out_channels + channel) * d.out_pixels + p_out * d.out_w + q_out];
+  }
+};
+
+// Backward-weight A and B over slice z of the (image, pixel) pairs: depth index p is
+// (image - first image of the slice) * P*Q + pixel; images past the batch read as zero.
+struct WeightGradSlices {
+  int64_t first_image;       // of slice 0 of this launch
+  int64_t images_per_slice;
+};
+
+// Backward-weight A, dy[., g] read as (K/g, depth): i = k.
+template <typename T>
+struct OutputGradRows {
+  ConvDims d;
+  const T* dy;
+  int64_t group;
+  WeightGradSlices slices;
+  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+    const int image_in_slice = static_cast<int>(p) / d.out_pixels;
+    const int pixel = static_cast<int>(p) - image_in_slice * d.out_pixels;
+    const int64_t b = slices.first_image + z * slices.images_per_slice + image_in_slice;
+    if (b >= d.batch) return T(0);
+    return dy[(b * d.out_channels + group * d.group_out + i) * d.out_pixels + pixel];
+  }
+};
+
+// Backward-weight B, col[., g]^T read as (C/g*R*S, depth): i = c*R*S + tap.
+template <typename T>
+struct ImageColumnsByDepth {
+  ConvDims d;
+  const T* x;
+  int64_t group;
+  WeightGradSlices slices;
+  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+    const int image_in_slice = static_cast<int>(p) / d.out_pixels;
+    const int pixel = static_cast<int>(p) - image_in_slice * d.out_pixels;
+    const int64_t b = slices.first_image + z * slices.images_per_slice + image_in_slice;
+    if (b >= d.batch) return T(0);
+    const int c = static_cast<int>(i) / d.taps, tap = static_cast<int>(i) - c * d.taps;
+    return input_at(d, x, b, group * d.group_in + c, pixel, tap);
+  }
+};
+
 #define RANVIER_GRID_STRIDE(i, n)                                                     \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-// col (images, C*R*S, P*Q) from x (images, C, H, W):
-//   col[b, (c*R + r)*S + s, p*Q + q] = x[b, c, p*stride_h - pad_top + r*dil_h,
-//                                            q*stride_w - pad_left + s*dil_w]  (0 outside).
-template <typename T>
-__global__ void im2col_kernel(const ConvDims d, const T* __restrict__ x, T* col, int64_t images) {
-  const int64_t total = images * d.image_col_size;
-  RANVIER_GRID_STRIDE(index, total) {
-    const int64_t q = index % d.out_w;
-    int64_t rest = index / d.out_w;
-    const int64_t p = rest % d.out_h;
-    rest /= d.out_h;
-    const int64_t s = rest % d.kernel_width;
-    rest /= d.kernel_width;
-    const int64_t r = rest % d.kernel_height;
-    rest /= d.kernel_height;
-    const int64_t c = rest % d.in_channels;
-    const int64_t b = rest / d.in_channels;
-    const int64_t h = p * d.stride_height - d.pad_top + r * d.dilation_height;
-    const int64_t w = q * d.stride_width - d.pad_left + s * d.dilation_width;
-    const bool inside = h >= 0 && h < d.in_height && w >= 0 && w < d.in_width;
-    col[index] = inside ? x[((b * d.in_channels + c) * d.in_height + h) * d.in_width + w] : T(0);
-  }
-}
-
-// dx (images, C, H, W) = the column gradient dcol (images, C*R*S, P*Q) added back onto the
-// input pixels it came from: dx[b, c, h, w] = sum over the taps (r, s) and output pixels
-// (p, q) with h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w of
-// dcol[b, (c*R + r)*S + s, p*Q + q]. One thread per input pixel: overwrites dx.
-template <typename T>
-__global__ void col2im_kernel(const ConvDims d, const T* __restrict__ dcol, T* dx, int64_t images) {
-  const int64_t total = images * d.in_channels * d.in_pixels;
-  RANVIER_GRID_STRIDE(index, total) {
-    const int64_t w = index % d.in_width;
-    int64_t rest = index / d.in_width;
-    const int64_t h = rest % d.in_height;
-    const int64_t bc = rest / d.in_height;  // b * C + c
-    const T* dcol_channel = dcol + bc * d.kernel_height * d.kernel_width * d.out_pixels;
-    T sum = T(0);
-    for (int64_t r = 0; r < d.kernel_height; ++r) {
-      const int64_t h_scaled = h + d.pad_top - r * d.dilation_height;  // p * stride_h
-      if (h_scaled < 0 || h_scaled % d.stride_height != 0) continue;
-      const int64_t p = h_scaled / d.stride_height;
-      if (p >= d.out_h) continue;
-      for (int64_t s = 0; s < d.kernel_width; ++s) {
-        const int64_t w_scaled = w + d.pad_left - s * d.dilation_width;  // q * stride_w
-        if (w_scaled < 0 || w_scaled % d.stride_width != 0) continue;
-        const int64_t q = w_scaled / d.stride_width;
-        if (q >= d.out_w) continue;
-        sum += dcol_channel[(r * d.kernel_width + s) * d.out_pixels + p * d.out_w + q];
-      }
-    }
-    dx[index] = sum;
-  }
-}
-
-// y (images, K, P*Q): every output channel k starts at bias[k] (the GEMM then adds onto it).
-template <typename T>
-__global__ void fill_bias_kernel(const ConvDims d, const T* __restrict__ bias, T* y, int64_t images) {
-  const int64_t total = images * d.out_channels * d.out_pixels;
-  RANVIER_GRID_STRIDE(index, total) { y[index] = bias[(index / d.out_pixels) % d.out_channels]; }
-}
 
 // dbias (K) = sum of dy (N, K, P*Q) over n and the pixels, summed in double (as the CPU) by
 // one block per channel: each thread a strided share, then a shared-memory tree.
@@ -166,14 +230,14 @@ __global__ void conv_bias_grad_kernel(const ConvDims d, const T* __restrict__ dy
   if (threadIdx.x == 0) dbias[k] = static_cast<T>(partial[0]);
 }
 
-// dw (size) = (accumulate ? dw : 0) + sum over b < images of per_image[b * size + i], in
-// order of b.
+// dw (size) = (accumulate ? dw : 0) + sum over z < slices of partial[z * size + i], in order
+// of z.
 template <typename T>
-__global__ void sum_images_kernel(const T* __restrict__ per_image, T* dw, int64_t size,
-                                  int64_t images, bool accumulate) {
+__global__ void sum_slices_kernel(const T* __restrict__ partial, T* dw, int64_t size,
+                                  int64_t slices, bool accumulate) {
   RANVIER_GRID_STRIDE(index, size) {
     T sum = accumulate ? dw[index] : T(0);
-    for (int64_t b = 0; b < images; ++b) sum += per_image[b * size + index];
+    for (int64_t z = 0; z < slices; ++z) sum += partial[z * size + index];
     dw[index] = sum;
   }
 }
@@ -185,92 +249,109 @@ __global__ void fill_zero_kernel(T* x, int64_t n) {
 
 #undef RANVIER_GRID_STRIDE
 
-// At most this much workspace per chunk (but always at least one image). The CPU emulator's
-// build (tests/cuda_emulation/build.py) sets a few KiB, so that its tests reach the chunked
-// loops at sizes it can run.
+// At most this much workspace (the backward-weight slices' partial gradients of one pass). The
+// CPU emulator's build (tests/cuda_emulation/build.py) sets a few KiB, so that its tests reach
+// the loop over passes at sizes it can run.
 #ifndef RANVIER_CONV_WORKSPACE_BYTES
 #define RANVIER_CONV_WORKSPACE_BYTES (int64_t{256} << 20)
 #endif
 constexpr int64_t kWorkspaceBytes = RANVIER_CONV_WORKSPACE_BYTES;
+// The backward-weight GEMM is split until it has about this many blocks (two waves of two
+// blocks per SM on a 132-SM H100)...
+constexpr int64_t kWeightGradTargetBlocks = 512;
+// ... but no slice is shallower than this many (image, pixel) terms: a block must do enough
+// multiply-adds to pay for writing its partial tile and the sum over slices.
+constexpr int64_t kWeightGradMinSliceDepth = 128;
 
-// Images per chunk when each image needs `per_image` elements of T of workspace.
-template <typename T>
-int64_t images_per_chunk(int64_t batch, int64_t per_image) {
-  if (per_image <= 0) return std::max<int64_t>(batch, 1);
-  const int64_t fit = kWorkspaceBytes / (per_image * static_cast<int64_t>(sizeof(T)));
-  return std::clamp<int64_t>(fit, 1, std::max<int64_t>(batch, 1));
-}
+// The GEMM launches' names in errors: the op and how it is computed.
+constexpr const char* kForwardName = "conv2d_forward (implicit GEMM)";
+constexpr const char* kBackwardInputName = "conv2d_backward_input (implicit GEMM)";
+constexpr const char* kBackwardWeightName = "conv2d_backward_weight (implicit GEMM)";
 
 }  // namespace
+
+WeightGradSplit conv2d_weight_grad_split(const Conv2dShape& shape, int64_t itemsize) {
+  const ConvDims d = conv_dims(shape);
+  WeightGradSplit split{1, std::max<int64_t>(d.batch, 1), 1};
+  if (d.batch == 0 || d.weight_size == 0) return split;
+  // GemmTile<double> is the smaller tile: count blocks as float does, good enough for both.
+  constexpr int64_t BM = GemmTile<float>::BM, BN = GemmTile<float>::BN;
+  const int64_t blocks = d.groups * ((d.group_out + BM - 1) / BM) * ((d.col_rows + BN - 1) / BN);
+  int64_t slices = (kWeightGradTargetBlocks + blocks - 1) / blocks;
+  slices = std::min(slices, d.batch * d.out_pixels / kWeightGradMinSliceDepth);
+  slices = std::clamp<int64_t>(slices, 1, d.batch);
+  split.images_per_slice = (d.batch + slices - 1) / slices;
+  // A slice's depth index (image in slice, pixel) is 32-bit.
+  const int64_t max_images = std::numeric_limits<int32_t>::max() / d.out_pixels;
+  if (split.images_per_slice > max_images) split.images_per_slice = max_images;
+  split.slices = (d.batch + split.images_per_slice - 1) / split.images_per_slice;
+  const int64_t fit = kWorkspaceBytes / (d.weight_size * itemsize);
+  split.slices_per_pass = std::clamp<int64_t>(fit, 1, split.slices);
+  return split;
+}
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
 template <typename T>
 void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y,
                     StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
-  if (d.batch == 0) return;
   const cudaStream_t s = as_stream(stream);
-  const int64_t chunk = images_per_chunk<T>(d.batch, d.direct ? 0 : d.image_col_size);
-  DeviceScratch col(static_cast<size_t>(d.direct ? 0 : chunk * d.image_col_size) * sizeof(T), s, "conv2d_forward (column buffer)");
-  for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
-    const int64_t images = std::min(chunk, d.batch - n0);
-    const T* x_chunk = x + n0 * d.in_channels * d.in_pixels;
-    T* y_chunk = y + n0 * d.out_channels * d.out_pixels;
-    const T* columns = x_chunk;  // (images, C*R*S, P*Q); in the direct case x itself
-    if (!d.direct) {
-      launch_kernel("im2col_kernel", im2col_kernel<T>, grid_for(images * d.image_col_size), kBlockSize, 0, s,
-                    d, x_chunk, col.as<T>(), images);
-      columns = col.as<T>();
-    }
-    T beta = T(0);
-    if (bias != nullptr) {
-      launch_kernel("fill_bias_kernel", fill_bias_kernel<T>, grid_for(images * d.out_channels * d.out_pixels),
-                    kBlockSize, 0, s, d, bias, y_chunk, images);
-      beta = T(1);
-    }
-    for (int64_t g = 0; g < d.groups; ++g) {
-      // y[b, g] (K/g, P*Q) = w[g] (K/g, C/g*R*S) @ col[b, g] (C/g*R*S, P*Q), batched over b.
-      gemm_batched<T>(false, false, images, d.group_out, d.out_pixels, d.col_rows, T(1),
-                      w + g * d.group_weight, d.col_rows, 0,
-                      columns + g * d.col_rows * d.out_pixels, d.out_pixels, d.image_col_size,
-                      beta, y_chunk + g * d.group_out * d.out_pixels, d.out_pixels,
-                      d.out_channels * d.out_pixels, nullptr, stream);
+  for (int64_t g = 0; g < d.groups; ++g) {
+    // y[b, g] (K/g, P*Q), rows of filters: y + b * K*P*Q + g * K/g*P*Q.
+    GemmOutput<T> out;
+    out.c = y + g * d.group_out * d.out_pixels;
+    out.ldc = d.out_pixels;
+    out.stride_c = d.out_channels * d.out_pixels;
+    out.row_bias = bias != nullptr ? bias + g * d.group_out : nullptr;
+    out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
+    const T* filters = w + g * d.group_weight;  // w[g] (K/g, C/g*R*S), rows contiguous along k
+    const DenseOperand<T, true> a{filters, d.col_rows, 0, can_vectorise<T>(filters, d.col_rows, 0)};
+    if (d.direct) {
+      // col[b, g] = x[b, g] (C/g, H*W), stored contiguous along the pixels.
+      const T* images = x + g * d.group_in * d.in_pixels;
+      const int64_t stride = d.in_channels * d.in_pixels;
+      const DenseOperand<T, false> b{images, d.in_pixels, stride,
+                                     can_vectorise<T>(images, d.in_pixels, stride)};
+      launch_gemm<T>(kForwardName, d.batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
+    } else {
+      const GatherOperand<T, ImageColumns<T>, false> b{{d, x, g}};
+      launch_gemm<T>(kForwardName, d.batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
     }
   }
 }
 
-// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[b, g], col2im.
+// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S).
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T* dx,
                            StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
-  if (d.batch == 0) return;
   const cudaStream_t s = as_stream(stream);
-  const int64_t chunk = images_per_chunk<T>(d.batch, d.direct ? 0 : d.image_col_size);
-  DeviceScratch col(static_cast<size_t>(d.direct ? 0 : chunk * d.image_col_size) * sizeof(T), s, "conv2d_backward_input (column buffer)");
-  for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
-    const int64_t images = std::min(chunk, d.batch - n0);
-    const T* dy_chunk = dy + n0 * d.out_channels * d.out_pixels;
-    T* dx_chunk = dx + n0 * d.in_channels * d.in_pixels;
-    // In the direct case the column gradient is the input gradient itself.
-    T* dcol = d.direct ? dx_chunk : col.as<T>();
-    for (int64_t g = 0; g < d.groups; ++g) {
-      // dcol[b, g] (C/g*R*S, P*Q) = w[g]^T (C/g*R*S, K/g) @ dy[b, g] (K/g, P*Q).
-      gemm_batched<T>(true, false, images, d.col_rows, d.out_pixels, d.group_out, T(1),
-                      w + g * d.group_weight, d.col_rows, 0,
-                      dy_chunk + g * d.group_out * d.out_pixels, d.out_pixels,
-                      d.out_channels * d.out_pixels, T(0),
-                      dcol + g * d.col_rows * d.out_pixels, d.out_pixels, d.image_col_size,
-                      nullptr, stream);
-    }
-    if (!d.direct) {
-      launch_kernel("col2im_kernel", col2im_kernel<T>, grid_for(images * d.in_channels * d.in_pixels),
-                    kBlockSize, 0, s, d, dcol, dx_chunk, images);
+  for (int64_t g = 0; g < d.groups; ++g) {
+    // dx[b, g] (C/g, H*W): dx + b * C*H*W + g * C/g*H*W.
+    GemmOutput<T> out;
+    out.c = dx + g * d.group_in * d.in_pixels;
+    out.ldc = d.in_pixels;
+    out.stride_c = d.in_channels * d.in_pixels;
+    out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
+    if (d.direct) {
+      // dx[b, g] (C/g, H*W) = w[g]^T (C/g, K/g) @ dy[b, g] (K/g, H*W), both stored.
+      const T* filters = w + g * d.group_weight;  // (K/g, C/g): contiguous along C/g
+      const T* grads = dy + g * d.group_out * d.out_pixels;
+      const int64_t stride = d.out_channels * d.out_pixels;
+      const DenseOperand<T, false> a{filters, d.group_in, 0, can_vectorise<T>(filters, d.group_in, 0)};
+      const DenseOperand<T, false> b{grads, d.out_pixels, stride,
+                                     can_vectorise<T>(grads, d.out_pixels, stride)};
+      launch_gemm<T>(kBackwardInputName, d.batch, d.group_in, d.in_pixels, d.group_out, a, b, out, s);
+    } else {
+      const GatherOperand<T, TransposedFilters<T>, true> a{{d, w, g}};
+      const GatherOperand<T, ScatteredOutputGrad<T>, false> b{{d, dy, g}};
+      launch_gemm<T>(kBackwardInputName, d.batch, d.group_in, d.in_pixels, d.input_grad_depth, a,
+                     b, out, s);
     }
   }
 }
 
-// dw (K, C/g, R, S) = sum over n of dy[n, g] @ col(x[n, g])^T per group; dbias (K) = sum of dy.
+// dw (K, C/g, R, S) = sum over images of dy[b, g] @ col[b, g]^T per group; dbias (K) = sum of dy.
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T* dw, T* dbias,
                             StreamHandle stream) {
@@ -282,36 +363,34 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
   }
   if (d.weight_size == 0) return;
   if (d.batch == 0) {
-    launch_kernel("fill_zero_kernel", fill_zero_kernel<T>, grid_for(d.weight_size), kBlockSize, 0, s, dw,
-                  d.weight_size);
+    launch_kernel("fill_zero_kernel", fill_zero_kernel<T>, grid_for(d.weight_size), kBlockSize, 0,
+                  s, dw, d.weight_size);
     return;
   }
-  // Per image: its column buffer (unless direct) and its own weight gradient.
-  const int64_t col_per_image = d.direct ? 0 : d.image_col_size;
-  const int64_t chunk = images_per_chunk<T>(d.batch, col_per_image + d.weight_size);
-  DeviceScratch col(static_cast<size_t>(chunk * col_per_image) * sizeof(T), s, "conv2d_backward_weight (column buffer)");
-  DeviceScratch per_image(static_cast<size_t>(chunk * d.weight_size) * sizeof(T), s, "conv2d_backward_weight (per-image weight gradients)");
-  for (int64_t n0 = 0; n0 < d.batch; n0 += chunk) {
-    const int64_t images = std::min(chunk, d.batch - n0);
-    const T* x_chunk = x + n0 * d.in_channels * d.in_pixels;
-    const T* dy_chunk = dy + n0 * d.out_channels * d.out_pixels;
-    const T* columns = x_chunk;
-    if (!d.direct) {
-      launch_kernel("im2col_kernel", im2col_kernel<T>, grid_for(images * d.image_col_size), kBlockSize, 0, s,
-                    d, x_chunk, col.as<T>(), images);
-      columns = col.as<T>();
-    }
+  const WeightGradSplit split = conv2d_weight_grad_split(shape, sizeof(T));
+  const int64_t depth = split.images_per_slice * d.out_pixels;  // of one slice
+  // One slice writes dw itself; several write their partial gradients to the workspace.
+  DeviceScratch partial(
+      static_cast<size_t>(split.slices > 1 ? split.slices_per_pass * d.weight_size : 0) * sizeof(T),
+      s, "conv2d_backward_weight (partial weight gradients)");
+  for (int64_t first = 0; first < split.slices; first += split.slices_per_pass) {
+    const int64_t slices = std::min(split.slices_per_pass, split.slices - first);
+    const WeightGradSlices range{first * split.images_per_slice, split.images_per_slice};
     for (int64_t g = 0; g < d.groups; ++g) {
-      // dw_b[g] (K/g, C/g*R*S) = dy[b, g] (K/g, P*Q) @ col[b, g]^T (P*Q, C/g*R*S).
-      gemm_batched<T>(false, true, images, d.group_out, d.col_rows, d.out_pixels, T(1),
-                      dy_chunk + g * d.group_out * d.out_pixels, d.out_pixels,
-                      d.out_channels * d.out_pixels, columns + g * d.col_rows * d.out_pixels,
-                      d.out_pixels, d.image_col_size, T(0),
-                      per_image.as<T>() + g * d.group_weight, d.col_rows, d.weight_size,
-                      nullptr, stream);
+      // dw[g] (K/g, C/g*R*S), or slice z's partial of it.
+      GemmOutput<T> out;
+      out.c = (split.slices > 1 ? partial.as<T>() : dw) + g * d.group_weight;
+      out.ldc = d.col_rows;
+      out.stride_c = d.weight_size;
+      out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
+      const GatherOperand<T, OutputGradRows<T>, true> a{{d, dy, g, range}};
+      const GatherOperand<T, ImageColumnsByDepth<T>, true> b{{d, x, g, range}};
+      launch_gemm<T>(kBackwardWeightName, slices, d.group_out, d.col_rows, depth, a, b, out, s);
     }
-    launch_kernel("sum_images_kernel", sum_images_kernel<T>, grid_for(d.weight_size), kBlockSize, 0, s,
-                  per_image.as<T>(), dw, d.weight_size, images, n0 > 0);
+    if (split.slices > 1) {
+      launch_kernel("sum_slices_kernel", sum_slices_kernel<T>, grid_for(d.weight_size), kBlockSize,
+                    0, s, partial.as<T>(), dw, d.weight_size, slices, first > 0);
+    }
   }
 }
 

@@ -220,9 +220,15 @@ void bind_conv_pool_bn(py::module_& m) {
   bind_conv<Conv1dShape>(m, "conv1d");
   bind_pooling(m);
   bind_batch_norm(m);
+  // How conv2d_backward_weight splits a batch into slices and passes (split-K), so that the
+  // tests can check that their cases reach several slices and several passes.
+  m.def("conv2d_weight_grad_split", [](const Conv2dShape& shape, int64_t itemsize) {
+    const cuda::WeightGradSplit split = cuda::conv2d_weight_grad_split(shape, itemsize);
+    return py::make_tuple(split.slices, split.images_per_slice, split.slices_per_pass);
+  }, py::arg("shape"), py::arg("itemsize"));
 #if defined(RANVIER_CONV_WORKSPACE_BYTES)
-  // conv.cu's workspace cap per chunk of images, as this build sets it (build.py), so that the
-  // tests can size batches that take several chunks.
+  // conv.cu's workspace cap (the partial weight gradients of one pass), as this build sets it
+  // (build.py).
   m.attr("conv_workspace_bytes") = static_cast<int64_t>(RANVIER_CONV_WORKSPACE_BYTES);
 #endif
 }

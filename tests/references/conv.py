@@ -5,7 +5,8 @@
 (o and t run over the spatial positions of the output and of the kernel, g = k // (K/groups),
 Cg = C / groups). Every output element is one explicit sum over its receptive window, and
 the gradients scatter each dy[n, k, o] back over the same window: no column buffer, no
-matrix multiply, so nothing is shared with the im2col + GEMM kernels under test.
+matrix multiply, so nothing is shared with the im2col + GEMM (CPU) and implicit GEMM (CUDA)
+kernels under test.
 
 padding is ((before, after), ...) per spatial axis; stride and dilation one int per axis.
 """

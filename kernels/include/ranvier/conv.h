@@ -107,7 +107,8 @@ void conv1d_backward_weight(const Conv1dShape& shape, const T* dy, const T* x, T
 }  // namespace ranvier::cpu
 
 // --- the CUDA twins (kernels/cuda/conv.cu): the same shapes and semantics, device pointers,
-// run on `stream`; im2col / col2im kernels around the tiled CUDA GEMM, batched over images.
+// run on `stream`; implicit GEMM: the tiled CUDA GEMM reads the im2col matrix straight from the
+// images, so that no column buffer is written.
 namespace ranvier::cuda {
 
 using Conv2dShape = cpu::Conv2dShape;
@@ -138,5 +139,14 @@ void conv1d_backward_input(const Conv1dShape& shape, const T* dy, const T* w, T*
 template <typename T>
 void conv1d_backward_weight(const Conv1dShape& shape, const T* dy, const T* x, T* dw, T* dbias,
                             StreamHandle stream);
+
+// How conv2d_backward_weight splits its sum over the N*P*Q (image, pixel) terms (split-K):
+// `slices` slices of `images_per_slice` images (the last one may be shorter), computed in
+// passes of at most `slices_per_pass` (what its workspace holds); the slices' partial
+// gradients are added in slice order. For elements of `itemsize` bytes. Exposed for tests.
+struct WeightGradSplit {
+  int64_t slices, images_per_slice, slices_per_pass;
+};
+WeightGradSplit conv2d_weight_grad_split(const Conv2dShape& shape, int64_t itemsize);
 
 }  // namespace ranvier::cuda
