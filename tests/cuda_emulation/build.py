@@ -111,8 +111,8 @@ def _flags(asan: bool) -> list[str]:
         "-O1",
         "-Wno-unknown-pragmas",  # nvcc's #pragma unroll
         "-DRANVIER_CUDA_EMULATION",
-        # conv.cu's workspace per chunk of images (256 MiB on a GPU): small enough that the
-        # tests' batches split into several chunks.
+        # conv.cu's workspace for the backward-weight slices' partial gradients (256 MiB on a
+        # GPU): small enough that the tests' batches need several passes.
         "-DRANVIER_CONV_WORKSPACE_BYTES=65536",
         f"-I{HERE}",  # our cuda_runtime.h before any real one
     ]
