@@ -169,6 +169,13 @@ struct ScatteredOutputGrad {
 struct WeightGradSlices {
   int64_t first_image;       // of slice 0 of this launch
   int64_t images_per_slice;
+
+  // The image of depth index p in slice z, and (in *pixel) its pixel of the P*Q.
+  __device__ int64_t image(int64_t z, int64_t p, int out_pixels, int* pixel) const {
+    const int image_in_slice = static_cast<int>(p) / out_pixels;
+    *pixel = static_cast<int>(p) - image_in_slice * out_pixels;
+    return first_image + z * images_per_slice + image_in_slice;
+  }
 };
 
 // Backward-weight A, dy[., g] read as (K/g, depth): i = k.
@@ -179,9 +186,8 @@ struct OutputGradRows {
   int64_t group;
   WeightGradSlices slices;
   __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
-    const int image_in_slice = static_cast<int>(p) / d.out_pixels;
-    const int pixel = static_cast<int>(p) - image_in_slice * d.out_pixels;
-    const int64_t b = slices.first_image + z * slices.images_per_slice + image_in_slice;
+    int pixel;
+    const int64_t b = slices.image(z, p, d.out_pixels, &pixel);
     if (b >= d.batch) return T(0);
     return dy[(b * d.out_channels + group * d.group_out + i) * d.out_pixels + pixel];
   }
@@ -195,9 +201,8 @@ struct ImageColumnsByDepth {
   int64_t group;
   WeightGradSlices slices;
   __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
-    const int image_in_slice = static_cast<int>(p) / d.out_pixels;
-    const int pixel = static_cast<int>(p) - image_in_slice * d.out_pixels;
-    const int64_t b = slices.first_image + z * slices.images_per_slice + image_in_slice;
+    int pixel;
+    const int64_t b = slices.image(z, p, d.out_pixels, &pixel);
     if (b >= d.batch) return T(0);
     const int c = static_cast<int>(i) / d.taps, tap = static_cast<int>(i) - c * d.taps;
     return input_at(d, x, b, group * d.group_in + c, pixel, tap);
