@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = _FLOAT_DTYPES
 
 
 def _cupy():
@@ -175,17 +176,20 @@ def float_inputs(op: str, **arrays):
     """
     # Fast path, the common case of every layer: exact NumPy arrays, C-contiguous, all of one
     # float dtype. They pass through unchanged, as the general path below would return them.
+    # Dtypes are compared by identity (NumPy's float32 and float64 dtypes are singletons):
+    # anything else, an equal but distinct dtype object included, takes the general path.
     dtype = None
     for a in arrays.values():
         if a is None:
             continue
-        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray:
             break
-        if dtype is None:
-            dtype = a.dtype
-            if dtype not in _FLOAT_DTYPES:
+        a_dtype = a.dtype
+        if a_dtype is not dtype:
+            if dtype is not None or (a_dtype is not _FLOAT32 and a_dtype is not _FLOAT64):
                 break
-        elif a.dtype != dtype:
+            dtype = a_dtype
+        if not a.flags.c_contiguous:
             break
     else:
         if dtype is not None:

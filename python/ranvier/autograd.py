@@ -150,26 +150,35 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        Tensor = _tensor_class()
+        Tensor = _tensor if _tensor is not None else _tensor_class()
         # One loop over the arguments (this runs for every op, so it is kept lean): the
-        # arrays for forward, which need a gradient, and the graph edges (Tensors needing one).
-        arrays, needs, edges, any_need = [], [], [], False
+        # arrays for forward and the graph edges (the Tensors needing a gradient, else None).
+        arrays, edges, any_need, gpu = [], [], False, False
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a._data)
-                need = a._requires_grad or a._grad_fn is not None
-                if need:
+                data = a._data
+                arrays.append(data)
+                if a._requires_grad or a._grad_fn is not None:
                     any_need = True
-                needs.append(need)
-                edges.append(a if need else None)
+                    edges.append(a)
+                else:
+                    edges.append(None)
             else:
+                data = a
                 arrays.append(a)
-                needs.append(False)
                 edges.append(None)
-        _check_one_device(cls, arrays)
+            if (not gpu and type(data) not in _NOT_GPU_TYPES
+                    and hasattr(data, "__cuda_array_interface__")):
+                gpu = True
+        # An op whose array arguments live on different devices is refused here, naming
+        # both, before any array is touched: NumPy and CuPy would otherwise fail in their
+        # own words, or a CPU kernel would get a GPU pointer. Without a GPU array among them
+        # nothing can differ.
+        if gpu:
+            check_one_device(_op_name(cls), arrays)
         ctx = cls()
-        record = any_need and is_grad_enabled()
-        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(args)
+        record = any_need and _grad_mode.enabled
+        ctx.needs_input_grad = tuple([e is not None for e in edges]) if record else (False,) * len(args)
         output = cls.forward(ctx, *arrays)
         # Only floating-point results carry gradients (comparisons, argmax... do not).
         if not record or output.dtype.kind != "f":
@@ -185,6 +194,10 @@ class Function:
     def __repr__(self):
         return f"<{type(self).__name__.lstrip('_')}Backward>"
 
+
+# Argument types that are never GPU arrays: apply skips the (failing, hence slow) attribute
+# lookup for them.
+_NOT_GPU_TYPES = frozenset({np.ndarray, type(None), bool, int, float, str, tuple, list, dict})
 
 _tensor = None
 
@@ -218,18 +231,6 @@ def _compute_op_name(cls) -> str:
     return name
 
 
-def _check_one_device(cls, arrays) -> None:
-    """Refuse an op whose array arguments live on different devices, naming both.
-
-    Checked here, once for every differentiable op, before any array is touched: NumPy and
-    CuPy would otherwise fail in their own words, or a CPU kernel would get a GPU pointer.
-    """
-    for a in arrays:  # fast path: no GPU array among them, so nothing can differ
-        if type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__"):
-            check_one_device(_op_name(cls), arrays)
-            return
-
-
 def check_one_device(op: str, arrays) -> None:
     """ValueError naming `op` and two devices when the arrays among `arrays` (other values
     are ignored) do not all live on one device."""
@@ -257,7 +258,7 @@ def _topological_order(root):
     while stack:
         node, children = stack[-1]
         for tensor in children:
-            child = tensor.grad_fn if tensor is not None else None
+            child = tensor._grad_fn if tensor is not None else None
             if child is not None and id(child) not in visited:
                 if child._released:
                     _raise_released()
@@ -286,17 +287,23 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
     gradient of some final scalar with respect to `tensor`; it may be omitted only when
     `tensor` holds a single element (it is then 1).
     """
-    Tensor = _tensor_class()
+    Tensor = _tensor if _tensor is not None else _tensor_class()
     if not tensor.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(no input of the computation requires grad, or it ran under no_grad)")
-    xp = array_module(tensor.data)
+    data = tensor._data
+    xp = np if type(data) is np.ndarray else array_module(data)
     if gradient is None:
-        if tensor.data.size != 1:
+        if data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar "
                                f"outputs; this tensor has shape {tuple(tensor.shape)}: pass "
                                f"gradient= of that shape (or call .sum() first)")
-        grad = xp.ones_like(tensor.data)
+        if xp is not np:
+            grad = xp.ones_like(data)
+        elif data.ndim == 0:  # the usual loss: np.array is much cheaper than np.ones here
+            grad = np.array(1, dtype=data.dtype)
+        else:
+            grad = np.ones(data.shape, dtype=data.dtype)
     else:
         grad = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
         if tuple(grad.shape) != tuple(tensor.shape):
@@ -304,10 +311,10 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                              f"has shape {tuple(tensor.shape)}")
         grad = grad.astype(tensor.dtype, copy=False)
 
-    if tensor.grad_fn is None:  # backward on a leaf: its gradient is `grad` itself
+    root = tensor._grad_fn
+    if root is None:  # backward on a leaf: its gradient is `grad` itself
         _accumulate_leaf(tensor, grad)
         return
-    root = tensor.grad_fn
     if root._released:
         _raise_released()
 
@@ -316,20 +323,22 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         grad_output = pending.pop(id(node), None)
         if grad_output is None:  # nothing flows here (possible only through None gradients)
             continue
-        grads = type(node).backward(node, grad_output)
-        if not isinstance(grads, tuple):
-            grads = (grads,)
-        if len(grads) != len(node.inputs):
-            raise RuntimeError(f"{type(node).__name__}.backward returned {len(grads)} gradients "
-                               f"for {len(node.inputs)} inputs")
-        for tensor_in, grad_in in zip(node.inputs, grads):
+        kind = type(node)
+        grads = kind.backward(node, grad_output)
+        if type(grads) is not tuple:
+            grads = grads if isinstance(grads, tuple) else (grads,)
+        inputs = node.inputs
+        if len(grads) != len(inputs):
+            raise RuntimeError(f"{kind.__name__}.backward returned {len(grads)} gradients "
+                               f"for {len(inputs)} inputs")
+        for tensor_in, grad_in in zip(inputs, grads):
             if tensor_in is None or grad_in is None:
                 continue
-            if isinstance(grad_in, np.generic):  # NumPy returns scalars from 0-d operations
-                grad_in = np.asarray(grad_in)
+            if type(grad_in) is not np.ndarray and isinstance(grad_in, np.generic):
+                grad_in = np.asarray(grad_in)  # NumPy returns scalars from 0-d operations
             data_in = tensor_in._data
             if grad_in.shape != data_in.shape:  # tuples for NumPy and CuPy alike
-                raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape "
+                raise RuntimeError(f"{kind.__name__}.backward returned a gradient of shape "
                                    f"{tuple(grad_in.shape)} for an input of shape "
                                    f"{tuple(tensor_in.shape)}")
             if grad_in.dtype != data_in.dtype:  # e.g. float32 input promoted to float64
@@ -339,8 +348,9 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 _accumulate_leaf(tensor_in, grad_in)
             else:
                 # Not in place: grad arrays may be shared (Add hands the same one to both inputs).
-                previous = pending.get(id(child))
-                pending[id(child)] = grad_in if previous is None else previous + grad_in
+                key = id(child)
+                previous = pending.get(key)
+                pending[key] = grad_in if previous is None else previous + grad_in
         if not retain_graph:
             node._release()
 
@@ -348,10 +358,14 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
 def _accumulate_leaf(tensor, grad):
     """Add `grad` (already of the tensor's shape, checked by the caller) to tensor.grad."""
     if tensor._grad is None:
-        xp = array_module(grad)
         # A private contiguous copy: grad may alias another array (grad_output, a broadcast view).
-        copy = xp.array(grad, dtype=tensor._data.dtype, order="C", copy=True)
-        tensor._grad = _tensor_class()._from_array(copy)
+        dtype = tensor._data.dtype
+        if type(grad) is np.ndarray and grad.dtype is dtype:
+            copy = grad.copy()  # C order: the same array as below, without the argument parsing
+        else:
+            xp = np if type(grad) is np.ndarray else array_module(grad)
+            copy = xp.array(grad, dtype=dtype, order="C", copy=True)
+        tensor._grad = (_tensor if _tensor is not None else _tensor_class())._from_array(copy)
     else:
         tensor.grad.data = tensor.grad.data + grad
 

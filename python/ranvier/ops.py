@@ -117,6 +117,8 @@ def _kernel_out(out, shape, op):
     if not out.flags.c_contiguous:
         raise ValueError(f"{op}: out of shape {tuple(out.shape)} is not C-contiguous; "
                          "pass a contiguous array")
+    if out.shape == shape:  # already the kernel's shape (a 2-D layer output): no new view
+        return out
     return out.reshape(shape)
 
 
@@ -154,7 +156,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     """
     op = "matmul"
     # Checked before float_inputs, whose ascontiguousarray turns 0-D into 1-D.
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
+    if _ndim(a) == 0 or _ndim(b) == 0:
         raise ValueError(f"{op}: a has shape {np.shape(a)} and b has shape {np.shape(b)}; 0-D "
                          "arrays are not matrices (multiply them instead)")
     xp, dtype, (a, b) = float_inputs(op, a=a, b=b)
@@ -185,6 +187,16 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     return c
 
 
+def _ndim(a):
+    """np.ndim(a), without NumPy's function dispatch for the common case of an ndarray."""
+    return a.ndim if type(a) is np.ndarray else np.ndim(a)
+
+
+def _shape(a):
+    """np.shape(a), without NumPy's function dispatch for the common case of an ndarray."""
+    return a.shape if type(a) is np.ndarray else np.shape(a)
+
+
 def _rows(x, features):
     """x (..., features) as (rows, features) without copying (x is contiguous)."""
     if x.ndim == 2:  # already (rows, features): the common case, no new view needed
@@ -213,7 +225,7 @@ def _linear_activation_code(op, activation):
 
 def _linear_inputs(op, x, weight, bias):
     """Validated (xp, dtype, x, weight, bias, out_features, in_features) for linear's forward."""
-    x_is_scalar = np.ndim(x) == 0  # before float_inputs, which makes 0-D arrays 1-D
+    x_is_scalar = _ndim(x) == 0  # before float_inputs, which makes 0-D arrays 1-D
     xp, dtype, (x, weight, bias) = float_inputs(op, x=x, weight=weight, bias=bias)
     _check_weight(op, weight)
     out_features, in_features = weight.shape
@@ -266,7 +278,7 @@ def linear_backward_input(grad_output, weight, out=None):
         result: (..., in_features).
     """
     op = "linear_backward_input"
-    dy_is_scalar = np.ndim(grad_output) == 0  # before float_inputs, which makes 0-D arrays 1-D
+    dy_is_scalar = _ndim(grad_output) == 0  # before float_inputs, which makes 0-D arrays 1-D
     xp, dtype, (grad_output, weight) = float_inputs(op, grad_output=grad_output, weight=weight)
     _check_weight(op, weight)
     out_features, in_features = weight.shape
@@ -291,7 +303,7 @@ def linear_backward_weight(grad_output, x, bias=True):
         (grad_weight, None) when ``bias`` is False.
     """
     op = "linear_backward_weight"
-    dy_shape, x_shape = np.shape(grad_output), np.shape(x)  # before float_inputs makes 0-D 1-D
+    dy_shape, x_shape = _shape(grad_output), _shape(x)  # before float_inputs makes 0-D 1-D
     if not dy_shape or not x_shape or dy_shape[:-1] != x_shape[:-1]:
         raise ValueError(f"{op}: grad_output (shape {dy_shape}) and x (shape {x_shape}) must have "
                          "the same leading dimensions (..., features)")
@@ -321,13 +333,15 @@ def linear_activation(x, weight, bias, activation, negative_slope=0.01):
     y = xp.empty(shape, dtype=dtype)
     x_rows = _rows(x, in_features)
     kernel_shape = (x_rows.shape[0], out_features)
+    flat = shape != kernel_shape  # batch dims other than one: the kernel sees (rows, out)
     if _C.linear_activation_backward_uses_output(code):
-        _C.linear_activation_forward(code, x_rows, weight, bias, None, y.reshape(kernel_shape),
-                                     float(negative_slope))
+        _C.linear_activation_forward(code, x_rows, weight, bias, None,
+                                     y.reshape(kernel_shape) if flat else y, float(negative_slope))
         return y, y
     pre = xp.empty(shape, dtype=dtype)
-    _C.linear_activation_forward(code, x_rows, weight, bias, pre.reshape(kernel_shape),
-                                 y.reshape(kernel_shape), float(negative_slope))
+    _C.linear_activation_forward(code, x_rows, weight, bias,
+                                 pre.reshape(kernel_shape) if flat else pre,
+                                 y.reshape(kernel_shape) if flat else y, float(negative_slope))
     return y, pre
 
 
@@ -352,7 +366,7 @@ def linear_activation_backward(saved, grad_output, x, weight, activation, bias=T
     """
     op = "linear_activation_backward"
     code = _linear_activation_code(op, activation)
-    dy_shape, x_shape, saved_shape = np.shape(grad_output), np.shape(x), np.shape(saved)
+    dy_shape, x_shape, saved_shape = _shape(grad_output), _shape(x), _shape(saved)
     if not dy_shape or not x_shape or dy_shape[:-1] != x_shape[:-1]:
         raise ValueError(f"{op}: grad_output (shape {dy_shape}) and x (shape {x_shape}) must "
                          "have the same leading dimensions (..., features)")
@@ -868,7 +882,13 @@ def binary_cross_entropy_with_logits_backward(logits, target, grad_output, weigh
     return dlogits
 
 
+_INT64 = np.dtype(np.int64)
+
+
 def _class_targets(op, target, xp):
+    if (xp is np and type(target) is np.ndarray and target.dtype is _INT64
+            and target.flags.c_contiguous):
+        return target  # the common case: what index_input would return, unchanged
     if not hasattr(target, "dtype"):
         target = np.asarray(target)
     if target.dtype.kind in "fc":
@@ -1231,8 +1251,10 @@ def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, 
     op = "adam_step_multi"
     params, grads = _multi_grads(op, params, grads)
     steps = _per_parameter(op, "steps", steps, len(params))
-    if not all(type(step) is int for step in steps):  # plain ints (the optimizers') need no conversion
-        steps = [_step_number(f"{op}: parameter {k}", step) for k, step in enumerate(steps)]
+    for step in steps:
+        if type(step) is not int:  # plain ints (the optimizers') need no conversion
+            steps = [_step_number(f"{op}: parameter {k}", step) for k, step in enumerate(steps)]
+            break
     _C.adam_step_multi(params, grads, list(exp_avgs), list(exp_avg_sqs),
                        None if max_exp_avg_sqs is None else list(max_exp_avg_sqs), steps, float(lr), float(beta1),
                        float(beta2), float(eps), float(weight_decay), bool(decoupled_weight_decay), bool(amsgrad),

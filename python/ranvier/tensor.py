@@ -133,8 +133,8 @@ class Tensor:
     @classmethod
     def _from_array(cls, array, grad_fn=None):
         """Wrap the array an op produced (no checks, no copy)."""
-        if isinstance(array, np.generic):  # NumPy returns scalars from 0-d operations
-            array = np.asarray(array)
+        if type(array) is not np.ndarray and isinstance(array, np.generic):
+            array = np.asarray(array)  # NumPy returns scalars from 0-d operations
         t = object.__new__(Tensor)
         t._data, t._grad, t._grad_fn, t._requires_grad = array, None, grad_fn, False
         return t

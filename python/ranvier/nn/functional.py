@@ -483,21 +483,26 @@ def cross_entropy(input: Tensor, target, weight=None, ignore_index: int = -100,
     if np.dtype(target.dtype).kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype "
                         f"{target.dtype}; probability targets are not supported")
-    if input.ndim == 0:
+    shape = input.shape
+    ndim = len(shape)
+    if ndim == 0:
         raise ValueError(f"{op}: input must have a class axis, got a 0-d tensor")
-    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
-    if tuple(target.shape) != expected:
-        raise ValueError(f"{op}: input of shape {input.shape} needs a target of shape "
-                         f"{expected}, got {tuple(target.shape)}")
-    classes = input.shape[1] if input.ndim > 1 else input.shape[0]
+    expected = shape[:1] + shape[2:] if ndim > 1 else ()
+    target_shape = tuple(target.shape)
+    if target_shape != expected:
+        raise ValueError(f"{op}: input of shape {shape} needs a target of shape "
+                         f"{expected}, got {target_shape}")
+    classes = shape[1] if ndim > 1 else shape[0]
     # (N, C, d1, ...) -> (N * d1 * ..., C); (C,) -> (1, C)
-    if input.ndim == 1:
+    if ndim == 1:
         logits = input.reshape(1, classes)
-    elif input.ndim == 2:
+    elif ndim == 2:
         logits = input
     else:
-        logits = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
-    loss = _CrossEntropyLoss.apply(logits, target.reshape(-1), _data(weight), int(ignore_index),
+        logits = input.permute(0, *range(2, ndim), 1).reshape(-1, classes)
+    # A 1-D target is already flat: no new view needed.
+    flat_target = target if len(target_shape) == 1 else target.reshape(-1)
+    loss = _CrossEntropyLoss.apply(logits, flat_target, _data(weight), int(ignore_index),
                                    reduction)
     if reduction == "none":
         loss = loss.reshape(target.shape)

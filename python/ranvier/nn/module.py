@@ -222,11 +222,18 @@ class Module:
         self._non_persistent_buffers.discard(name)
 
     def __getattr__(self, name: str):
-        # Only called when normal lookup fails: look in the registries.
-        for registry in ("_parameters", "_buffers", "_modules"):
-            items = self.__dict__.get(registry)
-            if items is not None and name in items:
-                return items[name]
+        # Only called when normal lookup fails: look in the registries (unrolled: this runs
+        # for every self.weight in a forward).
+        attributes = self.__dict__
+        items = attributes.get("_parameters")
+        if items is not None and name in items:
+            return items[name]
+        items = attributes.get("_buffers")
+        if items is not None and name in items:
+            return items[name]
+        items = attributes.get("_modules")
+        if items is not None and name in items:
+            return items[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
