@@ -73,12 +73,6 @@ class Linear(Module):
 
     def forward(self, input):
         self._check_input(input)
-        # self.weight / self.bias reach Module.__getattr__ only after the normal lookup has
-        # failed (an exception each); reading the registry directly gives the same objects.
-        # Exact type only: a subclass may define weight or bias as a property.
-        params = self._parameters
-        if type(self) is Linear and "weight" in params and "bias" in params:
-            return F.linear(input, params["weight"], params["bias"])
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:

@@ -129,12 +129,5 @@ class CrossEntropyLoss(_WeightedLoss):
         self.ignore_index = int(ignore_index)
 
     def forward(self, input, target):
-        # The buffer read directly: self.weight gets there only after a failed normal lookup
-        # (an exception). Exact type only: a subclass may define weight as a property.
-        buffers = self._buffers
-        if type(self) is CrossEntropyLoss and "weight" in buffers:
-            weight = buffers["weight"]
-        else:
-            weight = self.weight
-        return F.cross_entropy(input, target, weight=weight,
+        return F.cross_entropy(input, target, weight=self.weight,
                                ignore_index=self.ignore_index, reduction=self.reduction)
