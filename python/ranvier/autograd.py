@@ -150,7 +150,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        Tensor = _tensor if _tensor is not None else _tensor_class()
+        Tensor = _tensor_class()
         # One loop over the arguments (this runs for every op, so it is kept lean): the
         # arrays for forward and the graph edges (the Tensors needing a gradient, else None).
         arrays, edges, any_need, gpu = [], [], False, False
@@ -287,7 +287,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
     gradient of some final scalar with respect to `tensor`; it may be omitted only when
     `tensor` holds a single element (it is then 1).
     """
-    Tensor = _tensor if _tensor is not None else _tensor_class()
+    Tensor = _tensor_class()
     if not tensor.requires_grad:
         raise RuntimeError("backward: the tensor does not require grad and has no grad_fn "
                            "(no input of the computation requires grad, or it ran under no_grad)")
@@ -325,8 +325,8 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             continue
         kind = type(node)
         grads = kind.backward(node, grad_output)
-        if type(grads) is not tuple:
-            grads = grads if isinstance(grads, tuple) else (grads,)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
         inputs = node.inputs
         if len(grads) != len(inputs):
             raise RuntimeError(f"{kind.__name__}.backward returned {len(grads)} gradients "
@@ -365,7 +365,7 @@ def _accumulate_leaf(tensor, grad):
         else:
             xp = np if type(grad) is np.ndarray else array_module(grad)
             copy = xp.array(grad, dtype=dtype, order="C", copy=True)
-        tensor._grad = (_tensor if _tensor is not None else _tensor_class())._from_array(copy)
+        tensor._grad = _tensor_class()._from_array(copy)
     else:
         tensor.grad.data = tensor.grad.data + grad
 
