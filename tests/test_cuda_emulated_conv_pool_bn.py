@@ -41,8 +41,8 @@ def nan(shape, dtype):
 
 # Beyond the CPU's cases: every GEMM tile edge (K = 130 filters, C*R*S = 17*9 = 153 deep, 72
 # output pixels), prime sizes with groups and dilation, and batches the backward-weight pass
-# splits into several slices of images (the last one shorter) and several passes, through the
-# gathered column matrix and through the direct 1x1 path.
+# splits into several slices of images (the last one shorter) and several passes (also with
+# groups), through the gathered column matrix and through the direct 1x1 path.
 EXTRA_2D = {
     "larger_than_the_gemm_tiles": ((1, 17, 9, 8), (130, 17, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "primes_groups_dilation_stride": ((3, 6, 13, 11), (9, 2, 3, 2), (2, 3), None, ((2, 1), (0, 3)), (2, 3), 3,
@@ -52,6 +52,7 @@ EXTRA_2D = {
     "slices_direct_1x1": ((37, 24, 5, 3), (20, 24, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 1, True),
     "slices_direct_1x1_groups": ((29, 40, 3, 5), (32, 20, 1, 1), 1, None, ((0, 0), (0, 0)), 1, 2, False),
     "slices_in_passes": ((24, 16, 5, 6), (32, 16, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "slices_in_passes_groups": ((40, 16, 8, 8), (64, 4, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 4, True),
     "batch1_large_image": ((1, 9, 23, 19), (4, 9, 3, 3), 1, None, ((1, 1), (1, 1)), 1, 1, True),
 }
 EXTRA_1D = {
@@ -149,8 +150,9 @@ def test_conv1d_matches_reference_and_cpu(emulated_cuda, rng, name, dtype):
 @pytest.mark.parametrize("name", [n for n in EXTRA_2D if n.startswith("slices_")] + ["several_image_blocks"])
 def test_the_slice_cases_do_split_the_batch(emulated_cuda, name):
     """The slice cases above exercise what they are named for: the backward-weight pass splits
-    their batch into several slices of images, the last one shorter, and "slices_in_passes"
-    needs several passes of the workspace in both precisions, the last pass shorter."""
+    their batch into several slices of images, the last one shorter, and the
+    "slices_in_passes" cases need several passes of the workspace in both precisions, the last
+    pass shorter."""
     s = conv_shape(emulated_cuda, CONV2D_CASES[name], 2)
     weight = s.out_channels * s.in_channels // s.groups * s.kernel_height * s.kernel_width
     shorter_last_pass = []
@@ -160,10 +162,10 @@ def test_the_slice_cases_do_split_the_batch(emulated_cuda, name):
         assert slices > 1
         assert (slices - 1) * images_per_slice < s.batch <= slices * images_per_slice
         assert per_pass * weight * itemsize <= max(emulated_cuda.conv_workspace_bytes, weight * itemsize)
-        if name == "slices_in_passes":
+        if name.startswith("slices_in_passes"):
             assert per_pass < slices
             shorter_last_pass.append(slices % per_pass != 0)
-    assert name != "slices_in_passes" or any(shorter_last_pass)
+    assert not name.startswith("slices_in_passes") or any(shorter_last_pass)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

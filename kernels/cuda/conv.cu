@@ -6,17 +6,20 @@
 // matrix whose row (c, r, s) holds, for every output pixel (p, q), the input value that filter
 // tap (c, r, s) meets there (zero in the padding):
 //
-//   forward          y[b, g] (K/g, P*Q) = w[g] (K/g, C/g*R*S) @ col[b, g] + bias[g] (per row)
-//                    one launch per group, grid z over the images;
+//   forward          y[b, g] (K/g, P*Q) = w[g] (K/g, C/g*R*S) @ col[b, g] + bias[g] (per row);
 //   backward input   dx[b, g] (C/g, H*W) = wt[g] (C/g, K/g*R*S) @ dyt[b, g] (K/g*R*S, H*W), with
 //                    wt[g](c, (k, r, s)) = w[k, c, r, s] and dyt[b, g]((k, r, s), (h, w)) the dy
 //                    value of the output pixel that tap (r, s) of filter k takes from input pixel
 //                    (h, w), zero where there is none: a gather, so no atomics and no col2im;
 //   backward weight  dw[g] (K/g, C/g*R*S) = sum over b of dy[b, g] (K/g, P*Q) @ col[b, g]^T,
 //                    one GEMM whose depth runs over all N*P*Q (image, pixel) pairs, split into
-//                    slices of whole images (grid z) so that small weights still fill the GPU
+//                    slices of whole images so that small weights still fill the GPU
 //                    (split-K); the slices' partial gradients are summed in slice order by
 //                    sum_slices_kernel, so dw does not depend on scheduling.
+//
+// Each pass is one launch for all images (or slices) and all groups: grid z runs over
+// z = image * groups + group (slice * groups + group), so a depthwise convolution with
+// hundreds of groups is still one launch, not one per group.
 //
 // A 1x1 kernel with stride 1 and no padding ("direct") reads x and dy as stored matrices in
 // the forward and backward-input passes (DenseOperand: 16-byte vector loads).
@@ -112,41 +115,49 @@ __device__ __forceinline__ T input_at(const ConvDims& d, const T* __restrict__ x
   return x[((b * d.in_channels + channel) * d.in_height + h) * d.in_width + w];
 }
 
-// --- the operands' sources (GatherOperand in gemm.cuh): element (i, p) of batch matrix z ---
+// --- the operands' sources (GatherOperand in gemm.cuh) ---------------------------------------
+// Every launch runs all groups: batch index z = outer * groups + group, where outer is the
+// image (forward, backward input) or the slice of images (backward weight). A source returns
+// element (i, p) of matrix z.
 
-// Forward B, col[z, g] read as (P*Q, C/g*R*S): i an output pixel, p = c*R*S + tap.
-template <typename T>
-struct ImageColumns {
-  ConvDims d;
-  const T* x;
+struct ImageGroup {
+  int64_t outer;  // the image, or the backward-weight pass's slice
   int64_t group;
-  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+};
+
+// What every source shares: the sizes, and the decoding of z (once per tile, by GatherOperand).
+struct ConvSource {
+  ConvDims d;
+  __device__ ImageGroup batch(int64_t z) const { return {z / d.groups, z % d.groups}; }
+};
+
+// Forward B, col[b, g] read as (P*Q, C/g*R*S): i an output pixel, p = c*R*S + tap.
+template <typename T>
+struct ImageColumns : ConvSource {
+  const T* x;
+  __device__ T operator()(const ImageGroup& z, int64_t i, int64_t p) const {
     const int c = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - c * d.taps;
-    return input_at(d, x, z, group * d.group_in + c, static_cast<int>(i), tap);
+    return input_at(d, x, z.outer, z.group * d.group_in + c, static_cast<int>(i), tap);
   }
 };
 
 // Backward-input A, wt[g] (C/g, K/g*R*S): i = c, p = k*R*S + tap -> w[g*K/g + k, c, tap].
 template <typename T>
-struct TransposedFilters {
-  ConvDims d;
+struct TransposedFilters : ConvSource {
   const T* w;
-  int64_t group;
-  __device__ T operator()(int64_t /*z*/, int64_t i, int64_t p) const {
+  __device__ T operator()(const ImageGroup& z, int64_t i, int64_t p) const {
     const int k = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - k * d.taps;
-    return w[((group * d.group_out + k) * d.group_in + i) * d.taps + tap];
+    return w[((z.group * d.group_out + k) * d.group_in + i) * d.taps + tap];
   }
 };
 
-// Backward-input B, dyt[z, g] read as (H*W, K/g*R*S): i an input pixel (h, w), p = k*R*S + tap
-// (r, s) -> dy[z, g*K/g + k, p_out, q_out] for the output pixel with
+// Backward-input B, dyt[b, g] read as (H*W, K/g*R*S): i an input pixel (h, w), p = k*R*S + tap
+// (r, s) -> dy[b, g*K/g + k, p_out, q_out] for the output pixel with
 // p_out*stride_h = h + pad_top - r*dil_h and q_out*stride_w = w + pad_left - s*dil_w, if any.
 template <typename T>
-struct ScatteredOutputGrad {
-  ConvDims d;
+struct ScatteredOutputGrad : ConvSource {
   const T* dy;
-  int64_t group;
-  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+  __device__ T operator()(const ImageGroup& z, int64_t i, int64_t p) const {
     const int pixel = static_cast<int>(i);
     const int h = pixel / static_cast<int>(d.in_width), w = pixel - h * static_cast<int>(d.in_width);
     const int k = static_cast<int>(p) / d.taps, tap = static_cast<int>(p) - k * d.taps;
@@ -159,53 +170,49 @@ struct ScatteredOutputGrad {
         p_out >= d.out_h || q_out >= d.out_w) {
       return T(0);
     }
-    const int64_t channel = group * d.group_out + k;
-    return dy[(z * d.out_channels + channel) * d.out_pixels + p_out * d.out_w + q_out];
+    const int64_t channel = z.group * d.group_out + k;
+    return dy[(z.outer * d.out_channels + channel) * d.out_pixels + p_out * d.out_w + q_out];
   }
 };
 
-// Backward-weight A and B over slice z of the (image, pixel) pairs: depth index p is
+// Backward-weight A and B over slice z.outer of the (image, pixel) pairs: depth index p is
 // (image - first image of the slice) * P*Q + pixel; images past the batch read as zero.
 struct WeightGradSlices {
   int64_t first_image;       // of slice 0 of this launch
   int64_t images_per_slice;
 
-  // The image of depth index p in slice z, and (in *pixel) its pixel of the P*Q.
-  __device__ int64_t image(int64_t z, int64_t p, int out_pixels, int* pixel) const {
+  // The image of depth index p in `slice`, and (in *pixel) its pixel of the P*Q.
+  __device__ int64_t image(int64_t slice, int64_t p, int out_pixels, int* pixel) const {
     const int image_in_slice = static_cast<int>(p) / out_pixels;
     *pixel = static_cast<int>(p) - image_in_slice * out_pixels;
-    return first_image + z * images_per_slice + image_in_slice;
+    return first_image + slice * images_per_slice + image_in_slice;
   }
 };
 
 // Backward-weight A, dy[., g] read as (K/g, depth): i = k.
 template <typename T>
-struct OutputGradRows {
-  ConvDims d;
+struct OutputGradRows : ConvSource {
   const T* dy;
-  int64_t group;
   WeightGradSlices slices;
-  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+  __device__ T operator()(const ImageGroup& z, int64_t i, int64_t p) const {
     int pixel;
-    const int64_t b = slices.image(z, p, d.out_pixels, &pixel);
+    const int64_t b = slices.image(z.outer, p, d.out_pixels, &pixel);
     if (b >= d.batch) return T(0);
-    return dy[(b * d.out_channels + group * d.group_out + i) * d.out_pixels + pixel];
+    return dy[(b * d.out_channels + z.group * d.group_out + i) * d.out_pixels + pixel];
   }
 };
 
 // Backward-weight B, col[., g]^T read as (C/g*R*S, depth): i = c*R*S + tap.
 template <typename T>
-struct ImageColumnsByDepth {
-  ConvDims d;
+struct ImageColumnsByDepth : ConvSource {
   const T* x;
-  int64_t group;
   WeightGradSlices slices;
-  __device__ T operator()(int64_t z, int64_t i, int64_t p) const {
+  __device__ T operator()(const ImageGroup& z, int64_t i, int64_t p) const {
     int pixel;
-    const int64_t b = slices.image(z, p, d.out_pixels, &pixel);
+    const int64_t b = slices.image(z.outer, p, d.out_pixels, &pixel);
     if (b >= d.batch) return T(0);
     const int c = static_cast<int>(i) / d.taps, tap = static_cast<int>(i) - c * d.taps;
-    return input_at(d, x, b, group * d.group_in + c, pixel, tap);
+    return input_at(d, x, b, z.group * d.group_in + c, pixel, tap);
   }
 };
 
@@ -300,28 +307,27 @@ template <typename T>
 void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y,
                     StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
+  // y[b, g] (K/g, P*Q), rows of filters, at y + b * K*P*Q + g * K/g*P*Q = y + z * K/g*P*Q.
+  GemmOutput<T> out;
+  out.c = y;
+  out.ldc = d.out_pixels;
+  out.stride_c = int64_t{d.group_out} * d.out_pixels;
+  out.row_bias = bias;
+  out.row_bias_groups = d.groups;
+  out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
+  // w[g] (K/g, C/g*R*S), rows contiguous along the depth.
+  const DenseOperand<T, true> a{w, d.col_rows, d.group_weight,
+                                can_vectorise<T>(w, d.col_rows, d.group_weight), d.groups};
+  const int64_t batch = d.batch * d.groups;
   const cudaStream_t s = as_stream(stream);
-  for (int64_t g = 0; g < d.groups; ++g) {
-    // y[b, g] (K/g, P*Q), rows of filters: y + b * K*P*Q + g * K/g*P*Q.
-    GemmOutput<T> out;
-    out.c = y + g * d.group_out * d.out_pixels;
-    out.ldc = d.out_pixels;
-    out.stride_c = d.out_channels * d.out_pixels;
-    out.row_bias = bias != nullptr ? bias + g * d.group_out : nullptr;
-    out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
-    const T* filters = w + g * d.group_weight;  // w[g] (K/g, C/g*R*S), rows contiguous along k
-    const DenseOperand<T, true> a{filters, d.col_rows, 0, can_vectorise<T>(filters, d.col_rows, 0)};
-    if (d.direct) {
-      // col[b, g] = x[b, g] (C/g, H*W), stored contiguous along the pixels.
-      const T* images = x + g * d.group_in * d.in_pixels;
-      const int64_t stride = d.in_channels * d.in_pixels;
-      const DenseOperand<T, false> b{images, d.in_pixels, stride,
-                                     can_vectorise<T>(images, d.in_pixels, stride)};
-      launch_gemm<T>(kForwardName, d.batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
-    } else {
-      const GatherOperand<T, ImageColumns<T>, false> b{{d, x, g}};
-      launch_gemm<T>(kForwardName, d.batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
-    }
+  if (d.direct) {
+    // col[b, g] = x[b, g] (C/g, H*W), stored contiguous along the pixels at x + z * C/g*H*W.
+    const int64_t stride = int64_t{d.group_in} * d.in_pixels;
+    const DenseOperand<T, false> b{x, d.in_pixels, stride, can_vectorise<T>(x, d.in_pixels, stride)};
+    launch_gemm<T>(kForwardName, batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
+  } else {
+    const GatherOperand<T, ImageColumns<T>, false> b{{{d}, x}};
+    launch_gemm<T>(kForwardName, batch, d.group_out, d.out_pixels, d.col_rows, a, b, out, s);
   }
 }
 
@@ -330,29 +336,28 @@ template <typename T>
 void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T* dx,
                            StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
+  // dx[b, g] (C/g, H*W) at dx + b * C*H*W + g * C/g*H*W = dx + z * C/g*H*W.
+  GemmOutput<T> out;
+  out.c = dx;
+  out.ldc = d.in_pixels;
+  out.stride_c = int64_t{d.group_in} * d.in_pixels;
+  out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
+  const int64_t batch = d.batch * d.groups;
   const cudaStream_t s = as_stream(stream);
-  for (int64_t g = 0; g < d.groups; ++g) {
-    // dx[b, g] (C/g, H*W): dx + b * C*H*W + g * C/g*H*W.
-    GemmOutput<T> out;
-    out.c = dx + g * d.group_in * d.in_pixels;
-    out.ldc = d.in_pixels;
-    out.stride_c = d.in_channels * d.in_pixels;
-    out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
-    if (d.direct) {
-      // dx[b, g] (C/g, H*W) = w[g]^T (C/g, K/g) @ dy[b, g] (K/g, H*W), both stored.
-      const T* filters = w + g * d.group_weight;  // (K/g, C/g): contiguous along C/g
-      const T* grads = dy + g * d.group_out * d.out_pixels;
-      const int64_t stride = d.out_channels * d.out_pixels;
-      const DenseOperand<T, false> a{filters, d.group_in, 0, can_vectorise<T>(filters, d.group_in, 0)};
-      const DenseOperand<T, false> b{grads, d.out_pixels, stride,
-                                     can_vectorise<T>(grads, d.out_pixels, stride)};
-      launch_gemm<T>(kBackwardInputName, d.batch, d.group_in, d.in_pixels, d.group_out, a, b, out, s);
-    } else {
-      const GatherOperand<T, TransposedFilters<T>, true> a{{d, w, g}};
-      const GatherOperand<T, ScatteredOutputGrad<T>, false> b{{d, dy, g}};
-      launch_gemm<T>(kBackwardInputName, d.batch, d.group_in, d.in_pixels, d.input_grad_depth, a,
-                     b, out, s);
-    }
+  if (d.direct) {
+    // dx[b, g] (C/g, H*W) = w[g]^T (C/g, K/g) @ dy[b, g] (K/g, H*W), both stored: w[g] is
+    // (K/g, C/g), contiguous along C/g; dy[b, g] is at dy + z * K/g*P*Q.
+    const DenseOperand<T, false> a{w, d.group_in, d.group_weight,
+                                   can_vectorise<T>(w, d.group_in, d.group_weight), d.groups};
+    const int64_t stride = int64_t{d.group_out} * d.out_pixels;
+    const DenseOperand<T, false> b{dy, d.out_pixels, stride,
+                                   can_vectorise<T>(dy, d.out_pixels, stride)};
+    launch_gemm<T>(kBackwardInputName, batch, d.group_in, d.in_pixels, d.group_out, a, b, out, s);
+  } else {
+    const GatherOperand<T, TransposedFilters<T>, true> a{{{d}, w}};
+    const GatherOperand<T, ScatteredOutputGrad<T>, false> b{{{d}, dy}};
+    launch_gemm<T>(kBackwardInputName, batch, d.group_in, d.in_pixels, d.input_grad_depth, a, b,
+                   out, s);
   }
 }
 
@@ -378,20 +383,20 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
   DeviceScratch partial(
       static_cast<size_t>(split.slices > 1 ? split.slices_per_pass * d.weight_size : 0) * sizeof(T),
       s, "conv2d_backward_weight (partial weight gradients)");
+  // dw[g] (K/g, C/g*R*S), or slice z's partial of it: slice * K*C/g*R*S + g * K/g*C/g*R*S is
+  // z * K/g*C/g*R*S for z = slice * groups + g.
+  GemmOutput<T> out;
+  out.c = split.slices > 1 ? partial.as<T>() : dw;
+  out.ldc = d.col_rows;
+  out.stride_c = d.group_weight;
+  out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
   for (int64_t first = 0; first < split.slices; first += split.slices_per_pass) {
     const int64_t slices = std::min(split.slices_per_pass, split.slices - first);
     const WeightGradSlices range{first * split.images_per_slice, split.images_per_slice};
-    for (int64_t g = 0; g < d.groups; ++g) {
-      // dw[g] (K/g, C/g*R*S), or slice z's partial of it.
-      GemmOutput<T> out;
-      out.c = (split.slices > 1 ? partial.as<T>() : dw) + g * d.group_weight;
-      out.ldc = d.col_rows;
-      out.stride_c = d.weight_size;
-      out.vectorised = can_vectorise<T>(out.c, out.ldc, out.stride_c);
-      const GatherOperand<T, OutputGradRows<T>, true> a{{d, dy, g, range}};
-      const GatherOperand<T, ImageColumnsByDepth<T>, true> b{{d, x, g, range}};
-      launch_gemm<T>(kBackwardWeightName, slices, d.group_out, d.col_rows, depth, a, b, out, s);
-    }
+    const GatherOperand<T, OutputGradRows<T>, true> a{{{d}, dy, range}};
+    const GatherOperand<T, ImageColumnsByDepth<T>, true> b{{{d}, x, range}};
+    launch_gemm<T>(kBackwardWeightName, slices * d.groups, d.group_out, d.col_rows, depth, a, b,
+                   out, s);
     if (split.slices > 1) {
       launch_kernel("sum_slices_kernel", sum_slices_kernel<T>, grid_for(d.weight_size), kBlockSize,
                     0, s, partial.as<T>(), dw, d.weight_size, slices, first > 0);

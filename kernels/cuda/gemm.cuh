@@ -6,7 +6,10 @@
 // where A and B are *operands*: objects that copy a tile of the matrix into shared memory.
 // The matrix need not exist in memory. DenseOperand reads a stored (possibly transposed)
 // matrix; conv.cu's operands compute each element of the im2col matrix from the image as the
-// tile is loaded (implicit GEMM: no column buffer). Every operand has
+// tile is loaded (implicit GEMM: no column buffer). A grouped convolution runs all its groups
+// in one launch: z = image * groups + group, with the matrices and biases that belong to a
+// group alone (its filters) chosen by z % groups (DenseOperand::groups,
+// GemmOutput::row_bias_groups). Every operand has
 //
 //   template <int BMN, int BK, int THREADS>
 //   __device__ void load_tile(int64_t z, int64_t i0, int64_t mn_size, int64_t p0,
@@ -92,13 +95,16 @@ bool can_vectorise(const void* base, int64_t ld, int64_t stride) {
 
 // A stored matrix: X[z](i, p) at data[z * stride + i * ld + p] when K_CONTIGUOUS (A not
 // transposed, B transposed), or at data[z * stride + p * ld + i] otherwise (A transposed, B not
-// transposed). Tiles are copied one 16-byte vector at a time along the contiguous axis when
-// `vectorised` (see can_vectorise), and with bounds-checked scalar loads at the matrix edges.
+// transposed). With groups > 0 the batch runs over (image, group) pairs and the matrix is the
+// group's, shared by all images: z * stride becomes (z % groups) * stride. Tiles are copied one
+// 16-byte vector at a time along the contiguous axis when `vectorised` (see can_vectorise), and
+// with bounds-checked scalar loads at the matrix edges.
 template <typename T, bool K_CONTIGUOUS>
 struct DenseOperand {
   const T* data;
   int64_t ld, stride;
   bool vectorised;
+  int64_t groups = 0;
 
   template <int BMN, int BK, int THREADS>
   __device__ __forceinline__ void load_tile(int64_t z, int64_t i0, int64_t mn_size, int64_t p0,
@@ -107,7 +113,7 @@ struct DenseOperand {
     constexpr int VECTORS = BMN * BK / VEC;
     static_assert(VECTORS % THREADS == 0, "the tile must split evenly over the threads");
     static_assert(BK % VEC == 0 && BMN % VEC == 0, "tile sides must be whole vectors");
-    const T* __restrict__ src = data + z * stride;
+    const T* __restrict__ src = data + (groups > 0 ? z % groups : z) * stride;
 #pragma unroll
     for (int round = 0; round < VECTORS / THREADS; ++round) {
       const int vector = tid + round * THREADS;
@@ -149,11 +155,14 @@ struct DenseOperand {
   }
 };
 
-// An operand computed element by element: X[z](i, p) = source(z, i, p), for a Source with
-//   __device__ T operator()(int64_t z, int64_t i, int64_t p) const
-// called only inside the matrix (i < mn_size, p < k_size). Consecutive threads take
-// consecutive p when ALONG_K, else consecutive i: the axis along which the source's memory is
-// contiguous, so that a warp's reads coalesce.
+// An operand computed element by element: X[z](i, p) = source(source.batch(z), i, p), for a
+// Source with
+//   __device__ Batch batch(int64_t z) const;   // what batch index z stands for, e.g. the
+//                                               // (image, group) pair: decoded once per tile
+//   __device__ T operator()(const Batch& batch, int64_t i, int64_t p) const;
+// the latter called only inside the matrix (i < mn_size, p < k_size). Consecutive threads
+// take consecutive p when ALONG_K, else consecutive i: the axis along which the source's
+// memory is contiguous, so that a warp's reads coalesce.
 template <typename T, typename Source, bool ALONG_K>
 struct GatherOperand {
   Source source;
@@ -162,13 +171,14 @@ struct GatherOperand {
   __device__ __forceinline__ void load_tile(int64_t z, int64_t i0, int64_t mn_size, int64_t p0,
                                             int64_t k_size, T (*tile)[BMN], int tid) const {
     static_assert(BMN * BK % THREADS == 0, "the tile must split evenly over the threads");
+    const auto batch = source.batch(z);
 #pragma unroll
     for (int round = 0; round < BMN * BK / THREADS; ++round) {
       const int element = tid + round * THREADS;
       const int i = ALONG_K ? element / BK : element % BMN;
       const int p = ALONG_K ? element % BK : element / BMN;
       const int64_t gi = i0 + i, gp = p0 + p;
-      tile[p][i] = (gi < mn_size && gp < k_size) ? source(z, gi, gp) : T(0);
+      tile[p][i] = (gi < mn_size && gp < k_size) ? source(batch, gi, gp) : T(0);
     }
   }
 };
@@ -180,6 +190,8 @@ struct GemmOutput {
   int64_t ldc = 0, stride_c = 0;
   T alpha = 1, beta = 0;       // beta == 0 never reads C
   const T* row_bias = nullptr;  // (m): added to every column of row i; null for none
+  int64_t row_bias_groups = 0;  // > 0: z = image * groups + group, and the group's row bias
+                                // is row_bias + (z % groups) * m
   const T* col_bias = nullptr;  // (n): added to every row of column j; null for none
   bool vectorised = false;      // 16-byte stores allowed (can_vectorise of c, ldc, stride_c)
 };
@@ -246,6 +258,8 @@ __global__ void __launch_bounds__(kGemmThreads<T>)
   // Epilogue: C = alpha * acc (+ row_bias[row]) (+ col_bias[col]) (+ beta * C).
   const bool read_c = out.beta != T(0);
   T* c = out.c + z * out.stride_c;
+  const T* row_bias = out.row_bias;
+  if (row_bias != nullptr && out.row_bias_groups > 0) row_bias += (z % out.row_bias_groups) * grid.m;
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t row = row0 + thread_row * TM + i;
@@ -260,7 +274,7 @@ __global__ void __launch_bounds__(kGemmThreads<T>)
 #pragma unroll
         for (int q = 0; q < VEC; ++q) {
           T value = out.alpha * acc[i][j + q];
-          if (out.row_bias != nullptr) value += out.row_bias[row];
+          if (row_bias != nullptr) value += row_bias[row];
           if (out.col_bias != nullptr) value += out.col_bias[col + q];
           if (read_c) value += out.beta * values.v[q];
           values.v[q] = value;
@@ -271,7 +285,7 @@ __global__ void __launch_bounds__(kGemmThreads<T>)
         for (int q = 0; q < VEC; ++q) {
           if (col + q >= grid.n) break;
           T value = out.alpha * acc[i][j + q];
-          if (out.row_bias != nullptr) value += out.row_bias[row];
+          if (row_bias != nullptr) value += row_bias[row];
           if (out.col_bias != nullptr) value += out.col_bias[col + q];
           if (read_c) value += out.beta * c_row[col + q];
           c_row[col + q] = value;
