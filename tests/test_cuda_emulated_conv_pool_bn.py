@@ -13,7 +13,13 @@ conv.cu's backward-weight pass splits the batch into slices of images (split-K) 
 their partial gradients in passes of what its workspace holds. This build of the emulation
 caps that workspace at 64 KiB (build.py: RANVIER_CONV_WORKSPACE_BYTES; 256 MiB on a GPU), so
 that the cases here take several passes where a GPU would need gigabytes to do so.
+
+Shapes with groups of few channels and filters (depthwise ones) go to direct kernels instead
+of the implicit GEMM (conv.h: conv2d_uses_direct_kernels). Each case runs through both algorithms,
+by moving that boundary (set_conv_direct_max_group_size).
 """
+
+import math
 
 import numpy as np
 import pytest
@@ -135,16 +141,51 @@ def _check_conv(emulated, rng, case, dtype, spatial):
         assert_matches(db, db_cpu.astype(np.float64), dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(CONV2D_CASES))
-def test_conv2d_matches_reference_and_cpu(emulated_cuda, rng, name, dtype):
-    _check_conv(emulated_cuda, rng, CONV2D_CASES[name], dtype, 2)
+# conv_direct_max_group_size values that send every shape to one algorithm.
+ALGORITHMS = {"implicit_gemm": 0, "direct": 2**30}
+# The direct weight gradient runs one block per weight element, which the emulator takes
+# seconds per thousand to run: larger weights (GEMM tiling and split-K cases) go through the
+# implicit GEMM only.
+DIRECT_MAX_WEIGHT = 2000
+
+
+def _case_algorithms(cases):
+    return [(name, algorithm) for name, case in cases.items() for algorithm in ALGORITHMS
+            if algorithm != "direct" or math.prod(case[1]) <= DIRECT_MAX_WEIGHT]
+
+
+def _check_conv_with(emulated, rng, case, dtype, spatial, algorithm):
+    default = emulated.conv_direct_max_group_size()
+    emulated.set_conv_direct_max_group_size(ALGORITHMS[algorithm])
+    try:
+        assert emulated.conv_uses_direct_kernels(conv_shape(emulated, case, spatial)) == (algorithm == "direct")
+        _check_conv(emulated, rng, case, dtype, spatial)
+    finally:
+        emulated.set_conv_direct_max_group_size(default)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(CONV1D_CASES))
-def test_conv1d_matches_reference_and_cpu(emulated_cuda, rng, name, dtype):
-    _check_conv(emulated_cuda, rng, CONV1D_CASES[name], dtype, 1)
+@pytest.mark.parametrize("name, algorithm", _case_algorithms(CONV2D_CASES))
+def test_conv2d_matches_reference_and_cpu(emulated_cuda, rng, name, algorithm, dtype):
+    _check_conv_with(emulated_cuda, rng, CONV2D_CASES[name], dtype, 2, algorithm)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, algorithm", _case_algorithms(CONV1D_CASES))
+def test_conv1d_matches_reference_and_cpu(emulated_cuda, rng, name, algorithm, dtype):
+    _check_conv_with(emulated_cuda, rng, CONV1D_CASES[name], dtype, 1, algorithm)
+
+
+def test_direct_kernels_take_the_small_groups_by_default(emulated_cuda):
+    """Depthwise convolutions (and other groups of at most 4 channels and filters) go to the
+    direct kernels, everything else to the implicit GEMM; the knob refuses a negative size."""
+    direct = {name for name, case in CONV2D_CASES.items()
+              if emulated_cuda.conv_uses_direct_kernels(conv_shape(emulated_cuda, case, 2))}
+    assert {"depthwise", "depthwise_multiplier_2", "groups", "3x3_pad1"} <= direct
+    assert not {"larger_than_the_gemm_tiles", "slices_in_passes_groups", "1x1_direct"} & direct
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        emulated_cuda.set_conv_direct_max_group_size(-1)
+    assert emulated_cuda.conv_direct_max_group_size() == 4
 
 
 @pytest.mark.parametrize("name", [n for n in EXTRA_2D if n.startswith("slices_")] + ["several_image_blocks"])

@@ -25,9 +25,15 @@
 // the forward and backward-input passes (DenseOperand: 16-byte vector loads).
 // With stride > 1 the backward-input gather meets many taps that reach no output pixel; they
 // are multiplied as zeros (wasted work, not wrong results).
+//
+// Groups of at most conv_direct_max_group_size() channels and filters (depthwise convolutions
+// above all) skip the GEMM, whose tiles would have at most 4 useful rows of 128. The direct
+// kernels give each output element its own thread (forward, backward input: C/g*R*S or
+// K/g*R*S terms) or block (backward weight: N*P*Q terms, summed in double with a fixed tree).
 // Element indices within one image, one filter bank or one slice are 32-bit (conv_dims checks
 // that they fit) so that the per-element index arithmetic uses 32-bit division.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -35,6 +41,7 @@
 
 #include "check.cuh"
 #include "gemm.cuh"
+#include "reduce.cuh"
 #include "ranvier/conv.h"
 #include "ranvier/device_allocator.h"
 
@@ -220,26 +227,148 @@ struct ImageColumnsByDepth : ConvSource {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+// The (image, output pixel) pairs of one thread's share of a block's sum over N*P*Q terms:
+// items first, first + step, ... of the flat index image * P*Q + pixel, walked without a
+// division per term. out_pixels > 0.
+struct ImagePixelWalk {
+  int out_pixels, step_pixels;
+  int64_t step_images;
+  int64_t image;
+  int pixel;
+  __device__ ImagePixelWalk(int first, int step, int out_pixels)
+      : out_pixels(out_pixels), step_pixels(step % out_pixels), step_images(step / out_pixels),
+        image(first / out_pixels), pixel(first % out_pixels) {}
+  __device__ void advance() {
+    image += step_images;
+    pixel += step_pixels;
+    if (pixel >= out_pixels) {
+      pixel -= out_pixels;
+      ++image;
+    }
+  }
+};
+
 // dbias (K) = sum of dy (N, K, P*Q) over n and the pixels, summed in double (as the CPU) by
-// one block per channel: each thread a strided share, then a shared-memory tree.
-constexpr int kBiasThreads = 256;
+// one block per channel: each thread a strided share, then reduce.cuh's fixed tree.
 template <typename T>
 __global__ void conv_bias_grad_kernel(const ConvDims d, const T* __restrict__ dy, T* dbias) {
-  __shared__ double partial[kBiasThreads];
+  __shared__ ReduceAccum shared[kReduceThreads][1];
   const int64_t k = blockIdx.x;
-  const int64_t terms = d.batch * d.out_pixels;
-  double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < terms; i += kBiasThreads) {
-    const int64_t n = i / d.out_pixels, pixel = i % d.out_pixels;
-    sum += static_cast<double>(dy[(n * d.out_channels + k) * d.out_pixels + pixel]);
+  ReduceAccum sum[1] = {0.0};
+  if (d.out_pixels > 0) {
+    for (ImagePixelWalk at(threadIdx.x, kReduceThreads, d.out_pixels); at.image < d.batch;
+         at.advance()) {
+      sum[0] += static_cast<ReduceAccum>(dy[(at.image * d.out_channels + k) * d.out_pixels + at.pixel]);
+    }
   }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = kBiasThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
+  block_sum<1>(sum, shared);
+  if (threadIdx.x == 0) dbias[k] = static_cast<T>(sum[0]);
+}
+
+// --- direct convolution, for groups of few channels and filters ----------------------------
+// The GEMMs of a group have K/g (forward, backward weight) or C/g (backward input) rows; a
+// depthwise convolution has 1, which would fill 1 of the tile's 128 rows. These kernels
+// compute each output element's short sum (C/g*R*S or K/g*R*S terms) in one thread instead.
+
+// conv_direct_max_group_size(): 4 channels and 4 filters per group cover depthwise
+// convolutions (1 channel, a multiplier of 1 to 4) and fill at most 4 of a GEMM tile's 128
+// (double: 64) rows.
+std::atomic<int> direct_max_group_size{4};
+
+// y[b, k, p, q] = sum over c < C/g and taps (r, s) of w[k, c, r, s] * x[b, g*C/g + c, h, w]
+// (+ bias[k]), with g = k / (K/g) and h, w as in input_at. One thread per element of y.
+template <typename T>
+__global__ void conv_direct_forward_kernel(const ConvDims d, const T* __restrict__ x,
+                                           const T* __restrict__ w, const T* __restrict__ bias,
+                                           T* y, int64_t total) {
+  RANVIER_GRID_STRIDE(index, total) {
+    const int pixel = static_cast<int>(index % d.out_pixels);
+    const int64_t image_filter = index / d.out_pixels;  // b * K + k
+    const int64_t k = image_filter % d.out_channels, b = image_filter / d.out_channels;
+    const int p = pixel / d.out_w, q = pixel - p * d.out_w;
+    const int h0 = p * d.stride_height - d.pad_top, w0 = q * d.stride_width - d.pad_left;
+    const int64_t first_channel = k / d.group_out * d.group_in;
+    const T* filter = w + k * d.col_rows;  // (C/g, R, S)
+    T sum = T(0);
+    for (int c = 0; c < d.group_in; ++c) {
+      const T* plane = x + ((b * d.in_channels + first_channel + c) * d.in_height) * d.in_width;
+      for (int r = 0; r < d.kernel_height; ++r) {
+        const int h = h0 + r * d.dilation_height;
+        if (h < 0 || h >= d.in_height) continue;
+        for (int s = 0; s < d.kernel_width; ++s) {
+          const int col = w0 + s * d.dilation_width;
+          if (col < 0 || col >= d.in_width) continue;
+          sum += filter[(c * d.kernel_height + r) * d.kernel_width + s] * plane[h * d.in_width + col];
+        }
+      }
+    }
+    y[index] = bias != nullptr ? sum + bias[k] : sum;
   }
-  if (threadIdx.x == 0) dbias[k] = static_cast<T>(partial[0]);
+}
+
+// dx[b, c, h, w] = sum over the group's filters k and taps (r, s) of w[k, c', r, s] *
+// dy[b, k, p, q] for the output pixel (p, q) that tap (r, s) takes from (h, w), if any
+// (c' = c - g*C/g). One thread per element of dx.
+template <typename T>
+__global__ void conv_direct_backward_input_kernel(const ConvDims d, const T* __restrict__ dy,
+                                                  const T* __restrict__ w, T* dx, int64_t total) {
+  RANVIER_GRID_STRIDE(index, total) {
+    const int pixel = static_cast<int>(index % d.in_pixels);
+    const int64_t image_channel = index / d.in_pixels;  // b * C + c
+    const int64_t c = image_channel % d.in_channels, b = image_channel / d.in_channels;
+    const int h = pixel / static_cast<int>(d.in_width), col = pixel - h * static_cast<int>(d.in_width);
+    const int64_t group = c / d.group_in, c_in_group = c - group * d.group_in;
+    T sum = T(0);
+    for (int k_in_group = 0; k_in_group < d.group_out; ++k_in_group) {
+      const int64_t k = group * d.group_out + k_in_group;
+      const T* filter = w + (k * d.group_in + c_in_group) * d.taps;  // (R, S)
+      const T* grad = dy + (b * d.out_channels + k) * d.out_pixels;  // (P, Q)
+      for (int r = 0; r < d.kernel_height; ++r) {
+        const int h_scaled = h + d.pad_top - r * d.dilation_height;  // p * stride_h
+        if (h_scaled < 0 || h_scaled % d.stride_height != 0) continue;
+        const int p = h_scaled / d.stride_height;
+        if (p >= d.out_h) continue;
+        for (int s = 0; s < d.kernel_width; ++s) {
+          const int w_scaled = col + d.pad_left - s * d.dilation_width;  // q * stride_w
+          if (w_scaled < 0 || w_scaled % d.stride_width != 0) continue;
+          const int q = w_scaled / d.stride_width;
+          if (q >= d.out_w) continue;
+          sum += filter[r * d.kernel_width + s] * grad[p * d.out_w + q];
+        }
+      }
+    }
+    dx[index] = sum;
+  }
+}
+
+// dw[k, c, r, s] = sum over images and output pixels of dy[b, k, p, q] * x[b, g*C/g + c, h, w],
+// summed in double. One block per element of dw: each thread a strided share of the N*P*Q
+// terms, then reduce.cuh's fixed tree (no atomics: the same bits every run).
+template <typename T>
+__global__ void conv_direct_backward_weight_kernel(const ConvDims d, const T* __restrict__ dy,
+                                                   const T* __restrict__ x, T* dw) {
+  __shared__ ReduceAccum shared[kReduceThreads][1];
+  const int64_t index = blockIdx.x;  // (k * C/g + c) * R*S + tap
+  const int tap = static_cast<int>(index % d.taps);
+  const int64_t filter_channel = index / d.taps;
+  const int64_t k = filter_channel / d.group_in, c_in_group = filter_channel % d.group_in;
+  const int64_t channel = k / d.group_out * d.group_in + c_in_group;
+  const int r = tap / d.kernel_width, s = tap - r * d.kernel_width;
+  ReduceAccum sum[1] = {0.0};
+  if (d.out_pixels > 0) {
+    for (ImagePixelWalk at(threadIdx.x, kReduceThreads, d.out_pixels); at.image < d.batch;
+         at.advance()) {
+      const int p = at.pixel / d.out_w, q = at.pixel - p * d.out_w;
+      const int h = p * d.stride_height - d.pad_top + r * d.dilation_height;
+      const int col = q * d.stride_width - d.pad_left + s * d.dilation_width;
+      if (h < 0 || h >= d.in_height || col < 0 || col >= d.in_width) continue;
+      const T grad = dy[(at.image * d.out_channels + k) * d.out_pixels + at.pixel];
+      const T input = x[((at.image * d.in_channels + channel) * d.in_height + h) * d.in_width + col];
+      sum[0] += static_cast<ReduceAccum>(grad) * static_cast<ReduceAccum>(input);
+    }
+  }
+  block_sum<1>(sum, shared);
+  if (threadIdx.x == 0) dw[index] = static_cast<T>(sum[0]);
 }
 
 // dw (size) = (accumulate ? dw : 0) + sum over z < slices of partial[z * size + i], in order
@@ -302,11 +431,31 @@ WeightGradSplit conv2d_weight_grad_split(const Conv2dShape& shape, int64_t items
   return split;
 }
 
+int conv_direct_max_group_size() { return direct_max_group_size.load(); }
+
+void set_conv_direct_max_group_size(int size) {
+  if (size < 0) throw std::invalid_argument("set_conv_direct_max_group_size: size must be >= 0");
+  direct_max_group_size.store(size);
+}
+
+bool conv2d_uses_direct_kernels(const Conv2dShape& shape) {
+  const int64_t largest = conv_direct_max_group_size();
+  return shape.in_channels / shape.groups <= largest && shape.out_channels / shape.groups <= largest;
+}
+
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
 template <typename T>
 void conv2d_forward(const Conv2dShape& shape, const T* x, const T* w, const T* bias, T* y,
                     StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
+  if (conv2d_uses_direct_kernels(shape)) {
+    const int64_t total = d.batch * d.out_channels * d.out_pixels;
+    if (total > 0) {
+      launch_kernel("conv_direct_forward_kernel", conv_direct_forward_kernel<T>, grid_for(total),
+                    kBlockSize, 0, as_stream(stream), d, x, w, bias, y, total);
+    }
+    return;
+  }
   // y[b, g] (K/g, P*Q), rows of filters, at y + b * K*P*Q + g * K/g*P*Q = y + z * K/g*P*Q.
   GemmOutput<T> out;
   out.c = y;
@@ -336,6 +485,14 @@ template <typename T>
 void conv2d_backward_input(const Conv2dShape& shape, const T* dy, const T* w, T* dx,
                            StreamHandle stream) {
   const ConvDims d = conv_dims(shape);
+  if (conv2d_uses_direct_kernels(shape)) {
+    const int64_t total = d.batch * d.in_channels * d.in_pixels;
+    if (total > 0) {
+      launch_kernel("conv_direct_backward_input_kernel", conv_direct_backward_input_kernel<T>,
+                    grid_for(total), kBlockSize, 0, as_stream(stream), d, dy, w, dx, total);
+    }
+    return;
+  }
   // dx[b, g] (C/g, H*W) at dx + b * C*H*W + g * C/g*H*W = dx + z * C/g*H*W.
   GemmOutput<T> out;
   out.c = dx;
@@ -369,9 +526,15 @@ void conv2d_backward_weight(const Conv2dShape& shape, const T* dy, const T* x, T
   const cudaStream_t s = as_stream(stream);
   if (dbias != nullptr && d.out_channels > 0) {
     launch_kernel("conv_bias_grad_kernel", conv_bias_grad_kernel<T>,
-                  static_cast<unsigned int>(d.out_channels), kBiasThreads, 0, s, d, dy, dbias);
+                  static_cast<unsigned int>(d.out_channels), kReduceThreads, 0, s, d, dy, dbias);
   }
   if (d.weight_size == 0) return;
+  if (conv2d_uses_direct_kernels(shape)) {  // also right for an empty batch: zeros
+    const int blocks = checked_int(d.weight_size, "weight elements");  // one block each
+    launch_kernel("conv_direct_backward_weight_kernel", conv_direct_backward_weight_kernel<T>,
+                  static_cast<unsigned int>(blocks), kReduceThreads, 0, s, d, dy, x, dw);
+    return;
+  }
   if (d.batch == 0) {
     launch_kernel("fill_zero_kernel", fill_zero_kernel<T>, grid_for(d.weight_size), kBlockSize, 0,
                   s, dw, d.weight_size);

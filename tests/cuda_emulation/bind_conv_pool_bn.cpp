@@ -226,6 +226,14 @@ void bind_conv_pool_bn(py::module_& m) {
     const cuda::WeightGradSplit split = cuda::conv2d_weight_grad_split(shape, itemsize);
     return py::make_tuple(split.slices, split.images_per_slice, split.slices_per_pass);
   }, py::arg("shape"), py::arg("itemsize"));
+  // Which algorithm a shape gets, and the knob that moves the boundary, so that every case
+  // can run through both the direct kernels and the implicit GEMM.
+  m.def("conv_uses_direct_kernels", &cuda::conv2d_uses_direct_kernels, py::arg("shape"));
+  m.def("conv_uses_direct_kernels", [](const Conv1dShape& shape) {
+    return cuda::conv2d_uses_direct_kernels(shape.as_conv2d());
+  }, py::arg("shape"));
+  m.def("conv_direct_max_group_size", &cuda::conv_direct_max_group_size);
+  m.def("set_conv_direct_max_group_size", &cuda::set_conv_direct_max_group_size, py::arg("size"));
 #if defined(RANVIER_CONV_WORKSPACE_BYTES)
   // conv.cu's workspace cap (the partial weight gradients of one pass), as this build sets it
   // (build.py).

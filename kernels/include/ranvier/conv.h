@@ -149,4 +149,16 @@ struct WeightGradSplit {
 };
 WeightGradSplit conv2d_weight_grad_split(const Conv2dShape& shape, int64_t itemsize);
 
+// Whether the conv2d kernels compute this shape directly, one thread (forward, backward input)
+// or block (backward weight) per output element, rather than as implicit GEMM: true for
+// groups of at most conv_direct_max_group_size() channels and filters (depthwise
+// convolutions above all), whose GEMMs would have only a few rows. Exposed for tests.
+bool conv2d_uses_direct_kernels(const Conv2dShape& shape);
+
+// The largest group (channels and filters per group) computed directly: 4 unless set. 0
+// sends every shape to the implicit GEMM, a large value every shape to the direct kernels:
+// the tests run each case both ways.
+int conv_direct_max_group_size();
+void set_conv_direct_max_group_size(int size);
+
 }  // namespace ranvier::cuda
