@@ -199,10 +199,12 @@ def test_bad_out():
         ops.relu(x, out=np.empty((2, 3), dtype=np.float32))
     read_only = np.empty((2, 3))
     read_only.flags.writeable = False
-    with pytest.raises(ValueError, match="read-only"):
+    with pytest.raises(ValueError, match="^relu: out is read-only"):
         ops.relu(x, out=read_only)
-    with pytest.raises(ValueError, match="not C-contiguous"):
+    with pytest.raises(ValueError, match=r"^relu: out of shape \(2, 3\) is not C-contiguous"):
         ops.relu(x, out=np.empty((3, 2)).T)
+    with pytest.raises(TypeError, match="^relu: out must be a NumPy or CuPy array, got list"):
+        ops.relu(x, out=[[0.0] * 3] * 2)
     buffer = np.ones(8)
     with pytest.raises(ValueError, match="partially overlaps"):
         ops.relu(buffer[:6], out=buffer[2:])

@@ -221,10 +221,24 @@ def index_input(op: str, name: str, a, xp):
 
 
 def output(xp, shape, dtype, out, op: str):
-    """A fresh output array, or `out` after checking it can take the result."""
+    """A fresh output array, or `out` after checking it can take the result: an array on the
+    inputs' device (xp is numpy or cupy), of the result's shape and dtype, C-contiguous and
+    writable. The errors name the op (the binding checks all of this too, but names itself)."""
     if out is None:
         return xp.empty(shape, dtype=dtype)
+    on_gpu = is_cuda_array(out)
+    if not on_gpu and not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: out must be a NumPy or CuPy array, got {type(out).__name__}")
+    if on_gpu != (xp is not np):
+        inputs, out_device = ("cuda", "cpu") if xp is not np else ("cpu", "cuda")
+        raise ValueError(f"{op}: out is on {out_device} but the inputs are on {inputs}; "
+                         f"move them to one device")
     if tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != np.dtype(dtype):
         raise ValueError(f"{op}: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
                          f"expected {tuple(shape)} and {np.dtype(dtype)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out of shape {tuple(out.shape)} is not C-contiguous; "
+                         "pass a contiguous array")
+    if not on_gpu and not out.flags.writeable:
+        raise ValueError(f"{op}: out is read-only")
     return out

@@ -113,10 +113,8 @@ def gelu_backward(x, grad_output, approximate="none", out=None):
 
 
 def _kernel_out(out, shape, op):
-    """`out` reshaped to the kernel's `shape`, sharing its memory (the kernel writes into it)."""
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{op}: out of shape {tuple(out.shape)} is not C-contiguous; "
-                         "pass a contiguous array")
+    """`out` (C-contiguous: output() checked it) reshaped to the kernel's `shape`, sharing its
+    memory (the kernel writes into it)."""
     if out.shape == shape:  # already the kernel's shape (a 2-D layer output): no new view
         return out
     return out.reshape(shape)
