@@ -408,16 +408,17 @@ def training_steps(quick: bool, timer) -> list[Row]:
 # cuDNN in "gpu_conv" (with TF32 switched off, so that both compute in full float32).
 # GFLOP/s counts 2*N*K*P*Q*C/g*R*S per pass (three passes for forward + backward).
 
-CONV_CASES = (  # (name, x shape, weight shape, padding)
-    ("N32 C32 H32 K64 3x3", (32, 32, 32, 32), (64, 32, 3, 3), 1),
-    ("N64 C64 H16 K128 3x3", (64, 64, 16, 16), (128, 64, 3, 3), 1),
-    ("ResNet-like 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1),
-    ("digits CNN layer 2", (64, 16, 8, 8), (32, 16, 3, 3), 1),
-    ("DNA motif conv1d", (64, 4, 200), (64, 4, 11), 5),
+CONV_CASES = (  # (name, x shape, weight shape, padding, groups)
+    ("N32 C32 H32 K64 3x3", (32, 32, 32, 32), (64, 32, 3, 3), 1, 1),
+    ("N64 C64 H16 K128 3x3", (64, 64, 16, 16), (128, 64, 3, 3), 1, 1),
+    ("ResNet-like 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+    ("depthwise 3x3", (32, 64, 32, 32), (64, 1, 3, 3), 1, 64),
+    ("digits CNN layer 2", (64, 16, 8, 8), (32, 16, 3, 3), 1, 1),
+    ("DNA motif conv1d", (64, 4, 200), (64, 4, 11), 5, 1),
 )
 CONV_QUICK_CASES = (
-    ("tiny 3x3", (2, 3, 9, 9), (4, 3, 3, 3), 1),
-    ("tiny conv1d", (2, 4, 20), (3, 4, 5), 2),
+    ("tiny 3x3", (2, 3, 9, 9), (4, 3, 3, 3), 1, 1),
+    ("tiny conv1d", (2, 4, 20), (3, 4, 5), 2, 1),
 )
 
 
@@ -436,7 +437,7 @@ def _conv_rows(section: str, cases, device: str, timer) -> list[Row]:
         to_device, to_host, sync = np.asarray, np.asarray, _no_sync
     rng = np.random.default_rng(5)
     rows = []
-    for name, x_shape, w_shape, padding in cases:
+    for name, x_shape, w_shape, padding, groups in cases:
         spatial = len(x_shape) - 2
         forward, backward_input, backward_weight = (
             (ops.conv1d, ops.conv1d_backward_input, ops.conv1d_backward_weight) if spatial == 1
@@ -445,21 +446,21 @@ def _conv_rows(section: str, cases, device: str, timer) -> list[Row]:
         weight_host = _random(rng, *w_shape) / np.float32(math.sqrt(math.prod(w_shape[1:])))
         bias_host = _random(rng, w_shape[0])
         x, weight, bias = to_device(x_host), to_device(weight_host), to_device(bias_host)
-        y = forward(x, weight, bias, padding=padding)
+        y = forward(x, weight, bias, padding=padding, groups=groups)
         grad_output_host = _random(rng, *y.shape)
         grad_output = to_device(grad_output_host)
         flops_per_pass = 2.0 * y.size * math.prod(w_shape[1:])
-        size = f"x {x_shape}, w {w_shape}, pad {padding}"
+        size = f"x {x_shape}, w {w_shape}, pad {padding}" + (f", groups {groups}" if groups > 1 else "")
 
         def ranvier_forward():
-            y = forward(x, weight, bias, padding=padding)
+            y = forward(x, weight, bias, padding=padding, groups=groups)
             sync()
             return y
 
         def ranvier_training():
-            forward(x, weight, bias, padding=padding)
-            grad_x = backward_input(grad_output, weight, x.shape, padding=padding)
-            grad_w, grad_b = backward_weight(grad_output, x, weight.shape, padding=padding)
+            forward(x, weight, bias, padding=padding, groups=groups)
+            grad_x = backward_input(grad_output, weight, x.shape, padding=padding, groups=groups)
+            grad_w, grad_b = backward_weight(grad_output, x, weight.shape, padding=padding, groups=groups)
             sync()
             return grad_x, grad_w, grad_b
 
@@ -481,14 +482,14 @@ def _conv_rows(section: str, cases, device: str, timer) -> list[Row]:
 
         def torch_forward():
             with torch.no_grad():
-                y = torch_conv(x_t, w_t, b_t, padding=padding)
+                y = torch_conv(x_t, w_t, b_t, padding=padding, groups=groups)
             torch_sync()
             return y
 
         def torch_training():
             for t in (x_t, w_t, b_t):
                 t.grad = None
-            torch_conv(x_t, w_t, b_t, padding=padding).backward(dy_t)
+            torch_conv(x_t, w_t, b_t, padding=padding, groups=groups).backward(dy_t)
             torch_sync()
             return x_t.grad, w_t.grad, b_t.grad
 
