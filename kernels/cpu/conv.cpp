@@ -1,16 +1,26 @@
-// Convolution on the CPU, lowered to the one GEMM (matmul.cpp) through im2col / col2im.
+// Convolution on the CPU, lowered to the one GEMM (matmul.cpp): an implicit GEMM in the
+// forward pass, im2col / col2im in the backward passes.
 //
 // For one image n and one group g (C/g input channels, K/g filters), with the column
-// buffer col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
+// matrix col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
 // input value that filter tap (c, r, s) meets there (zero in the padding):
 //
 //   forward          y[n, g] (K/g, P*Q)      = w[g] (K/g, C/g*R*S) @ col          (+ bias)
 //   backward input   dcol (C/g*R*S, P*Q)     = w[g]^T @ dy[n, g] (K/g, P*Q);  dx[n, g] = col2im(dcol)
 //   backward weight  dw[g] (K/g, C/g*R*S)   += dy[n, g] (K/g, P*Q) @ col^T
 //
-// col2im adds every column entry back onto the input pixel it came from (pixels seen by
-// several taps collect several terms). A 1x1 kernel with stride 1 and no padding needs no
-// column buffer: the input (C/g, H*W) already is col.
+// Forward: col is never written. gemm_packed_b (gemm_b_packer.h) runs the GEMM's driver with
+// ImageColumns as its B operand, which packs each NR-wide strip of col's (kc, NR) panel
+// piece straight from the image: per strip and filter tap, runs of output pixels within one
+// output row read consecutive pixels (stride_w apart) of one input row, copied for each
+// channel. The padding is written out once per image as zeros around a copy of each channel
+// (PaddedImages, R*S times smaller than col) so that the copies need no border tests. This
+// saves im2col's pass, which wrote col only for the GEMM to read it back while packing.
+//
+// Backward: the column buffer col is written by im2col (weight gradient) or by the GEMM
+// (input gradient), and col2im adds every column entry back onto the input pixel it came
+// from (pixels seen by several taps collect several terms). A 1x1 kernel with stride 1 and
+// no padding needs no column buffer: the input (C/g, H*W) already is col.
 //
 // Small images are processed in blocks of B images per GEMM: col then is (C/g*R*S, B*P*Q),
 // image b in columns b*P*Q .. (b+1)*P*Q - 1. An 8x8 image gives a GEMM only 64 columns wide,
@@ -21,10 +31,10 @@
 // kMinGemmColumns pixels) nothing is copied.
 //
 // Threads: when there are at least as many independent (block, group) units as threads,
-// the units are split among the threads, each with its own buffers, and gemm runs
-// single-threaded inside (parallel_for does not nest). Otherwise the units run one after
-// another and gemm and im2col/col2im spread each one over the threads. The weight gradient
-// sums over the batch, so each chunk of blocks accumulates into its own partial dw, and the
+// the units are split among the threads, each with its own buffers (the forward pass's
+// padded images too), and gemm runs single-threaded inside (parallel_for does not nest).
+// Otherwise the units run one after another and gemm (its packing included) and
+// im2col/col2im spread each one over the threads. The weight gradient sums over the batch, so each chunk of blocks accumulates into its own partial dw, and the
 // partials are added in chunk order (the result depends on the thread count only through
 // rounding, and is reproducible for a given count).
 //
@@ -34,6 +44,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "gemm_b_packer.h"
+#include "gemm_micro_kernels.h"
 #include "parallel.h"
 #include "ranvier/matmul.h"
 
@@ -104,6 +116,192 @@ ValidRange valid_range(int64_t offset, int64_t stride, int64_t in_size, int64_t 
   const int64_t hi_clamped = std::min(hi, out_size);
   return {std::min(lo, hi_clamped), hi_clamped};
 }
+
+// The input images as ImageColumns reads them: image i, channel c, row h, column w at
+// data[i*image_stride + c*channel_stride + h*row_stride + w], with the convolution's padding
+// stored as zeros around each channel (PaddedImages), or x itself when there is no padding.
+template <typename T>
+struct ImagesView {
+  const T* data;
+  int64_t image_stride, channel_stride, row_stride;
+};
+
+// Copies of `count` images' C/g channels (from x_group, images C*H*W apart) with their padding
+// written out as zeros: (count, C/g, H + pad_top + pad_bottom, W + pad_left + pad_right) in
+// `padded`. Every tap of every output pixel then reads inside the copy, so packing copies
+// without testing for the border; the copy is R*S times smaller than the column matrix.
+template <typename T>
+struct PaddedImages {
+  static int64_t height(const Conv2dShape& s) { return s.in_height + s.pad_top + s.pad_bottom; }
+  static int64_t width(const Conv2dShape& s) { return s.in_width + s.pad_left + s.pad_right; }
+  static bool needed(const Conv2dShape& s) {
+    return s.pad_top != 0 || s.pad_bottom != 0 || s.pad_left != 0 || s.pad_right != 0;
+  }
+  // Elements of the copy of `count` images (0 when there is no padding).
+  static int64_t size(const Conv2dShape& s, const Geometry& g, int64_t count) {
+    return needed(s) ? count * g.group_in * height(s) * width(s) : 0;
+  }
+
+  static ImagesView<T> view(const Conv2dShape& s, const Geometry& g, const T* x_group,
+                            int64_t count, T* padded) {
+    if (!needed(s)) return {x_group, s.in_channels * g.in_pixels, g.in_pixels, s.in_width};
+    const int64_t Hp = height(s), Wp = width(s), W = s.in_width;
+    const int64_t channels = count * g.group_in;
+    parallel_for(channels, Hp * Wp, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t image = i / g.group_in, c = i % g.group_in;
+        const T* from = x_group + image * s.in_channels * g.in_pixels + c * g.in_pixels;
+        T* to = padded + i * Hp * Wp;
+        std::fill(to, to + s.pad_top * Wp, T(0));
+        for (int64_t h = 0; h < s.in_height; ++h) {
+          T* row = to + (s.pad_top + h) * Wp;
+          for (int64_t w = 0; w < s.pad_left; ++w) row[w] = T(0);
+          std::copy(from + h * W, from + (h + 1) * W, row + s.pad_left);
+          for (int64_t w = s.pad_left + W; w < Wp; ++w) row[w] = T(0);
+        }
+        std::fill(to + (s.pad_top + s.in_height) * Wp, to + Hp * Wp, T(0));
+      }
+    });
+    return {padded, g.group_in * Hp * Wp, Hp * Wp, Wp};
+  }
+};
+
+// The column matrix of a block of images for one group, as gemm's B operand (implicit GEMM):
+// col (C/g*R*S, count*P*Q), column j = image j / (P*Q), output pixel j % (P*Q), is never
+// stored; `pack` copies the B panel's strips straight from the (padded) images.
+//
+// A strip's nr columns are cut into runs that stay in one output row of one image (one run
+// when the strip lies inside an output row, two or more when it crosses rows). For the row
+// (c, r, s) of col, a run reads consecutive input pixels (stride_w apart) of one row of the
+// padded image; the channel c only moves that piece by a channel, and the tap (r, s) by
+// r*dilation_h rows and s*dilation_w columns. So the runs are worked out once per strip, and
+// each (run, tap) is then copied for each of the strip's channels.
+template <typename T>
+struct ImageColumns {
+  const Conv2dShape& s;
+  const Geometry& g;
+  ImagesView<T> images;
+
+  BPanelPacker<T> packer() const { return {&pack, this}; }
+
+  // BPanelPacker::pack, dispatched on the micro-tile's width (a compile-time NR makes the
+  // common case, a whole strip from one input row, a fixed-size copy).
+  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
+                   int64_t strip_begin, int64_t strip_end, T* packed) {
+    const ImageColumns& columns = *static_cast<const ImageColumns*>(self);
+    switch (nr) {
+      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+    }
+  }
+
+ private:
+  // out[0:count] = src[0:count] for the few elements of a run (count <= NR): in pieces of 4
+  // that the compiler turns into vector moves, as neither a memmove call nor a loop of
+  // unknown length (left scalar, or vectorised behind run-time checks) pays at these lengths.
+  static void copy_short(const T* src, int64_t count, T* out) {
+    int64_t q = 0;
+    for (; q + 4 <= count; q += 4) {
+      T piece[4];
+      for (int64_t k = 0; k < 4; ++k) piece[k] = src[q + k];
+      for (int64_t k = 0; k < 4; ++k) out[q + k] = piece[k];
+    }
+    for (; q < count; ++q) out[q] = src[q];
+  }
+
+  // out + c*out_step [0:L] = src + c*src_step [0:L] for c < rows.
+  template <int64_t L>
+  static void copy_rows(const T* src, int64_t src_step, T* out, int64_t out_step, int64_t rows) {
+    for (int64_t c = 0; c < rows; ++c, src += src_step, out += out_step) {
+      // Loaded whole before it is stored: the compiler may then use vector moves (out and
+      // src could overlap as far as it knows).
+      T piece[L];
+      for (int64_t q = 0; q < L; ++q) piece[q] = src[q];
+      for (int64_t q = 0; q < L; ++q) out[q] = piece[q];
+    }
+  }
+
+  template <int64_t NR>
+  void pack_strips(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+                   int64_t strip_end, T* packed) const {
+    const int64_t R = s.kernel_height, S = s.kernel_width, taps = R * S, Q = g.out_w;
+    const int64_t PQ = g.out_pixels, stride_w = s.stride_width;
+    const int64_t row_step = taps * NR;  // from row (c, r, s) of a strip to row (c + 1, r, s)
+    // Rows p0 .. p0+kc of col are (channel, tap) = divmod(row, R*S).
+    const int64_t c_first = p0 / taps;
+    struct Run {
+      int64_t column, length;  // columns [column, column + length) of the strip
+      int64_t src;             // input offset of its first pixel for channel 0, tap (0, 0)
+    };
+    Run runs[NR];
+    for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
+      T* dst = packed + strip * kc * NR;
+      const int64_t j_begin = j0 + strip * NR;
+      const int64_t width = std::min(NR, j0 + nc - j_begin);
+      int64_t run_count = 0;
+      for (int64_t column = 0; column < width;) {
+        const int64_t j = j_begin + column, pixel = j % PQ, p = pixel / Q, q = pixel % Q;
+        const int64_t length = std::min(width - column, Q - q);
+        runs[run_count++] = {column, length,
+                             (j / PQ) * images.image_stride +
+                                 p * s.stride_height * images.row_stride + q * stride_w};
+        column += length;
+      }
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        // This tap's rows of the strip: channels c with p0 <= c*R*S + tap < p0 + kc.
+        const int64_t c_begin = c_first + (c_first * taps + tap < p0 ? 1 : 0);
+        const int64_t last_row = p0 + kc - 1 - tap;
+        const int64_t c_end = last_row >= 0 ? last_row / taps + 1 : 0;
+        if (c_begin >= c_end) continue;
+        const int64_t tap_offset = (tap / S) * s.dilation_height * images.row_stride +
+                                   (tap % S) * s.dilation_width;
+        T* dst_tap = dst + (c_begin * taps + tap - p0) * NR;
+        const T* src_tap = images.data + c_begin * images.channel_stride + tap_offset;
+        const int64_t channels = c_end - c_begin;
+        for (int64_t i = 0; i < run_count; ++i) {
+          const Run& run = runs[i];
+          const T* src = src_tap + run.src;
+          T* out = dst_tap + run.column;
+          // Runs of a whole strip (the strip inside one output row) or of half of one
+          // (output rows NR/2 wide: 8x8 images on 16-wide strips) are the common cases:
+          // fixed-size copies.
+          if (stride_w == 1 && run.length == NR) {
+            copy_rows<NR>(src, images.channel_stride, out, row_step, channels);
+          } else if (stride_w == 1 && run.length == NR / 2) {
+            copy_rows<NR / 2>(src, images.channel_stride, out, row_step, channels);
+          } else {
+            for (int64_t c = 0; c < channels; ++c, out += row_step, src += images.channel_stride) {
+              if (stride_w == 1) {
+                copy_short(src, run.length, out);
+              } else {
+                for (int64_t q = 0; q < run.length; ++q) out[q] = src[q * stride_w];
+              }
+            }
+          }
+        }
+        if (width < NR) {  // the panel's last strip: zeros past its last column
+          for (int64_t c = 0; c < channels; ++c) {
+            T* out = dst_tap + c * row_step;
+            for (int64_t col = width; col < NR; ++col) out[col] = T(0);
+          }
+        }
+      }
+    }
+  }
+};
+
+// ImageColumns::pack's switch covers every gemm path's micro-tile width.
+constexpr bool packable_width(int64_t nr) { return nr == 4 || nr == 8 || nr == 16 || nr == 32; }
+static_assert(packable_width(gemm_kernels::portable::kNR<float>) &&
+              packable_width(gemm_kernels::portable::kNR<double>));
+#if RANVIER_GEMM_X86
+static_assert(packable_width(gemm_kernels::avx2::kNR<float>) &&
+              packable_width(gemm_kernels::avx2::kNR<double>));
+static_assert(packable_width(gemm_kernels::avx512::kNR<float>) &&
+              packable_width(gemm_kernels::avx512::kNR<double>));
+#endif
 
 // col (C/g*R*S, P*Q), rows `ld` elements apart, from one group's input channels x_group
 // (C/g, H, W).
@@ -256,24 +454,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   const Geometry g(s);
   const int64_t units = g.blocks * s.groups;  // (block of images, group) pairs, independent
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(units, chunk_count(units), flops, g.buffer_size(),
+  // No column buffer: gemm packs the columns from the images (ImageColumns), or reads x
+  // itself when it is the column matrix (direct, one image). Per chunk: the GEMM's output
+  // block (K/g, count*P*Q) when count > 1, then the padded images.
+  const int64_t padded_offset = g.out_block_size();
+  for_each_chunk<T>(units, chunk_count(units), flops,
+                    padded_offset + PaddedImages<T>::size(s, g, g.block),
                     [&](int64_t, int64_t begin, int64_t end, T* buffer) {
-    T* col = buffer;
-    T* out_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
+    T* out_block = buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t b = unit / s.groups, group = unit % s.groups;
       const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
-      const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+      const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
       const T* w_group = w + group * g.group_weight;
-      if (count > 1) {
-        gemm<T>(false, false, g.group_out, cols, g.col_rows, T(1), w_group, g.col_rows, columns, cols, T(0),
-                out_block, cols);
-        scatter_block(s, g, out_block, first, count, group, bias, y);
-        continue;
-      }
       T* y_group = y + (first * s.out_channels + group * g.group_out) * g.out_pixels;
       T beta = T(0);
-      if (bias != nullptr) {
+      if (count == 1 && bias != nullptr) {
         // Start each output channel at its bias and let gemm accumulate onto it.
         for (int64_t k = 0; k < g.group_out; ++k) {
           std::fill(y_group + k * g.out_pixels, y_group + (k + 1) * g.out_pixels,
@@ -281,8 +477,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
         }
         beta = T(1);
       }
-      gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows, columns,
-              g.out_pixels, beta, y_group, g.out_pixels);
+      if (g.direct && count == 1) {
+        gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows,
+                x_group, g.out_pixels, beta, y_group, g.out_pixels);
+        continue;
+      }
+      const ImageColumns<T> columns{
+          s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+      const BPanelPacker<T> packer = columns.packer();
+      if (count == 1) {
+        gemm_packed_b<T>(false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows,
+                         packer, beta, y_group, g.out_pixels);
+      } else {
+        gemm_packed_b<T>(false, g.group_out, cols, g.col_rows, T(1), w_group, g.col_rows, packer,
+                         T(0), out_block, cols);
+        scatter_block(s, g, out_block, first, count, group, bias, y);
+      }
     }
   });
 }
