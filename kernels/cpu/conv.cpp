@@ -1,5 +1,5 @@
-// Convolution on the CPU, lowered to the one GEMM (matmul.cpp): an implicit GEMM in the
-// forward pass, im2col / col2im in the backward passes.
+// Convolution on the CPU, lowered to the one GEMM (matmul.cpp): implicit GEMMs for the
+// forward pass and the weight gradient, a column buffer and col2im for the input gradient.
 //
 // For one image n and one group g (C/g input channels, K/g filters), with the column
 // matrix col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
@@ -9,18 +9,20 @@
 //   backward input   dcol (C/g*R*S, P*Q)     = w[g]^T @ dy[n, g] (K/g, P*Q);  dx[n, g] = col2im(dcol)
 //   backward weight  dw[g] (K/g, C/g*R*S)   += dy[n, g] (K/g, P*Q) @ col^T
 //
-// Forward: col is never written. gemm_packed_b (gemm_b_packer.h) runs the GEMM's driver with
-// ImageColumns as its B operand, which packs each NR-wide strip of col's (kc, NR) panel
-// piece straight from the image: per strip and filter tap, runs of output pixels within one
-// output row read consecutive pixels (stride_w apart) of one input row, copied for each
-// channel. The padding is written out once per image as zeros around a copy of each channel
-// (PaddedImages, R*S times smaller than col) so that the copies need no border tests. This
-// saves im2col's pass, which wrote col only for the GEMM to read it back while packing.
+// Forward and weight gradient: col is never written. gemm_packed_b (gemm_b_packer.h) runs
+// the GEMM's driver with the image as its B operand: ImageColumns packs each NR-wide strip
+// of col's (kc, NR) panel piece straight from the image (per strip and filter tap, runs of
+// output pixels within one output row read consecutive pixels, stride_w apart, of one input
+// row, copied for each channel), and TransposedImageColumns packs col^T's strips the same
+// way, each of col's rows down one column of the strip. The padding is written out once per
+// image as zeros around a copy of each channel (PaddedImages, R*S times smaller than col),
+// so that the copies need no border tests. This saves an im2col pass that wrote col only for
+// the GEMM to read it back while packing.
 //
-// Backward: the column buffer col is written by im2col (weight gradient) or by the GEMM
-// (input gradient), and col2im adds every column entry back onto the input pixel it came
-// from (pixels seen by several taps collect several terms). A 1x1 kernel with stride 1 and
-// no padding needs no column buffer: the input (C/g, H*W) already is col.
+// Input gradient: the GEMM writes the column gradient dcol, and col2im adds every entry
+// back onto the input pixel it came from (pixels seen by several taps collect several
+// terms). A 1x1 kernel with stride 1 and no padding needs neither: the input (C/g, H*W)
+// already is col, and dx is dcol.
 //
 // Small images are processed in blocks of B images per GEMM: col then is (C/g*R*S, B*P*Q),
 // image b in columns b*P*Q .. (b+1)*P*Q - 1. An 8x8 image gives a GEMM only 64 columns wide,
@@ -31,12 +33,13 @@
 // kMinGemmColumns pixels) nothing is copied.
 //
 // Threads: when there are at least as many independent (block, group) units as threads,
-// the units are split among the threads, each with its own buffers (the forward pass's
-// padded images too), and gemm runs single-threaded inside (parallel_for does not nest).
-// Otherwise the units run one after another and gemm (its packing included) and
-// im2col/col2im spread each one over the threads. The weight gradient sums over the batch, so each chunk of blocks accumulates into its own partial dw, and the
-// partials are added in chunk order (the result depends on the thread count only through
-// rounding, and is reproducible for a given count).
+// the units are split among the threads, each with its own buffers (padded images, column
+// or output blocks), and gemm runs single-threaded inside (parallel_for does not nest).
+// Otherwise the units run one after another and gemm (its packing included) and col2im
+// spread each one over the threads. The weight gradient sums over the batch, so each chunk
+// of blocks accumulates into its own partial dw, and the partials are added in chunk order
+// (the result depends on the thread count only through rounding, and is reproducible for a
+// given count).
 //
 // All the arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.
 #include "ranvier/conv.h"
@@ -90,8 +93,9 @@ struct Geometry {
   int64_t first(int64_t b) const { return b * block; }
   int64_t count(int64_t b, int64_t batch) const { return std::min(block, batch - b * block); }
 
-  // Per-thread buffer: the column buffer (C/g*R*S, B*P*Q), none in the direct case with
-  // B = 1; and for B > 1 the GEMM's (K/g, B*P*Q) output or gathered gradient block.
+  // Per-thread buffers: the input gradient's column buffer (C/g*R*S, B*P*Q), none in the
+  // direct case with B = 1; and for B > 1 the GEMM's (K/g, B*P*Q) output or gathered
+  // gradient block. (The forward pass and the weight gradient add PaddedImages::size.)
   int64_t col_size() const { return direct && block == 1 ? 0 : col_rows * block * out_pixels; }
   int64_t out_block_size() const { return block == 1 ? 0 : group_out * block * out_pixels; }
   int64_t buffer_size() const { return col_size() + out_block_size(); }
@@ -292,7 +296,78 @@ struct ImageColumns {
   }
 };
 
-// ImageColumns::pack's switch covers every gemm path's micro-tile width.
+// col^T (count*P*Q, C/g*R*S) of a block of images for one group, as gemm's B operand for the
+// weight gradient dw[g] = dy @ col^T (implicit GEMM, like ImageColumns): a strip is NR rows
+// (c, r, s) of col, each packed down one column of the strip over the panel's kc output
+// pixels p0 .. p0+kc. Those pixels are walked in runs within one output row of one image,
+// and a run reads consecutive pixels (stride_w apart) of one row of the padded image.
+template <typename T>
+struct TransposedImageColumns {
+  const Conv2dShape& s;
+  const Geometry& g;
+  ImagesView<T> images;
+
+  BPanelPacker<T> packer() const { return {&pack, this}; }
+
+  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
+                   int64_t strip_begin, int64_t strip_end, T* packed) {
+    const TransposedImageColumns& columns = *static_cast<const TransposedImageColumns*>(self);
+    switch (nr) {
+      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+    }
+  }
+
+ private:
+  template <int64_t NR>
+  void pack_strips(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+                   int64_t strip_end, T* packed) const {
+    const int64_t S = s.kernel_width, taps = s.kernel_height * S;
+    const int64_t P = g.out_h, Q = g.out_w, PQ = g.out_pixels, stride_w = s.stride_width;
+    // The output pixel p0: image, row and column.
+    const int64_t image0 = p0 / PQ, p_out0 = (p0 % PQ) / Q, q0 = p0 % Q;
+    for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
+      T* dst = packed + strip * kc * NR;
+      const int64_t j_begin = j0 + strip * NR;
+      const int64_t width = std::min(NR, j0 + nc - j_begin);
+      for (int64_t column = 0; column < width; ++column) {
+        // Row (c, r, s) of col: tap (r, s) of channel c.
+        const int64_t j = j_begin + column, c = j / taps, tap = j % taps;
+        const T* src_tap = images.data + c * images.channel_stride +
+                           (tap / S) * s.dilation_height * images.row_stride +
+                           (tap % S) * s.dilation_width;
+        T* out = dst + column;
+        int64_t image = image0, p_out = p_out0, q = q0;
+        for (int64_t row = 0; row < kc;) {
+          const int64_t length = std::min(Q - q, kc - row);
+          // x[q' * stride_w] for q' = q .. q + length: the input pixels this tap meets.
+          const T* src = src_tap + image * images.image_stride +
+                         p_out * s.stride_height * images.row_stride + q * stride_w;
+          if (stride_w == 1) {
+            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i];
+          } else {
+            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i * stride_w];
+          }
+          out += length * NR;
+          row += length;
+          q = 0;
+          if (++p_out == P) {
+            p_out = 0;
+            ++image;
+          }
+        }
+      }
+      for (int64_t row = 0; width < NR && row < kc; ++row) {
+        for (int64_t column = width; column < NR; ++column) dst[row * NR + column] = T(0);
+      }
+    }
+  }
+};
+
+// ImageColumns::pack's switch (and TransposedImageColumns's) covers every gemm path's
+// micro-tile width.
 constexpr bool packable_width(int64_t nr) { return nr == 4 || nr == 8 || nr == 16 || nr == 32; }
 static_assert(packable_width(gemm_kernels::portable::kNR<float>) &&
               packable_width(gemm_kernels::portable::kNR<double>));
@@ -302,43 +377,6 @@ static_assert(packable_width(gemm_kernels::avx2::kNR<float>) &&
 static_assert(packable_width(gemm_kernels::avx512::kNR<float>) &&
               packable_width(gemm_kernels::avx512::kNR<double>));
 #endif
-
-// col (C/g*R*S, P*Q), rows `ld` elements apart, from one group's input channels x_group
-// (C/g, H, W).
-template <typename T>
-void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col, int64_t ld) {
-  const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
-  parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      const T* x_channel = x_group + c * g.in_pixels;
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t h_offset = r * s.dilation_height - s.pad_top;
-        const ValidRange rows = valid_range(h_offset, s.stride_height, s.in_height, P);
-        for (int64_t t = 0; t < S; ++t) {
-          const int64_t w_offset = t * s.dilation_width - s.pad_left;
-          const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
-          T* col_row = col + ((c * R + r) * S + t) * ld;
-          std::fill(col_row, col_row + rows.lo * Q, T(0));
-          for (int64_t p = rows.lo; p < rows.hi; ++p) {
-            T* out = col_row + p * Q;
-            // x_row[q * stride_w] is the input pixel that output column q meets.
-            const T* x_row = x_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
-            // Plain loops, not std::copy / std::fill: rows of small images are a few elements
-            // long, where a memmove call per row costs more than the copy.
-            for (int64_t q = 0; q < cols.lo; ++q) out[q] = T(0);
-            if (s.stride_width == 1) {
-              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q];
-            } else {
-              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q * s.stride_width];
-            }
-            for (int64_t q = cols.hi; q < Q; ++q) out[q] = T(0);
-          }
-          std::fill(col_row + rows.hi * Q, col_row + P * Q, T(0));
-        }
-      }
-    }
-  });
-}
 
 // dx_group (C/g, H, W) = the column buffer's (C/g*R*S, P*Q; rows `ld` apart) entries added
 // back onto their input pixels (overwrites dx_group). Threads own whole channels, so no two
@@ -366,20 +404,6 @@ void col2im(const Conv2dShape& s, const Geometry& g, const T* col, int64_t ld, T
       }
     }
   });
-}
-
-// The columns of images [first, first + count) for one group: im2col of each image into its
-// column range of col (C/g*R*S, count*P*Q; rows `ld` = count*P*Q apart). Returns the matrix
-// the GEMM reads: col, or the input itself for a single image of a direct (1x1) convolution.
-template <typename T>
-const T* block_columns(const Conv2dShape& s, const Geometry& g, const T* x, int64_t first, int64_t count,
-                       int64_t group, T* col, int64_t ld) {
-  const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
-  if (g.direct && count == 1) return x_group;
-  for (int64_t i = 0; i < count; ++i) {
-    im2col(s, g, x_group + i * s.in_channels * g.in_pixels, col + i * g.out_pixels, ld);
-  }
-  return col;
 }
 
 // block (K/g, count*P*Q) = one group's channels of images [first, first + count) of a
@@ -560,23 +584,35 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
   // Uninitialised: each chunk's first GEMM overwrites its partial (beta 0).
   const std::unique_ptr<T[]> partials(new T[static_cast<size_t>((chunks - 1) * weight_size)]);
   const int64_t flops = s.groups * g.group_out * g.block * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(g.blocks, chunks, flops, g.buffer_size(),
+  // No column buffer: gemm packs col^T from the images (TransposedImageColumns), or reads x
+  // itself when it is the column matrix (direct, one image). Per chunk: dy's gathered block
+  // (K/g, count*P*Q) when count > 1, then the padded images.
+  const int64_t padded_offset = g.out_block_size();
+  for_each_chunk<T>(g.blocks, chunks, flops, padded_offset + PaddedImages<T>::size(s, g, g.block),
                     [&](int64_t chunk, int64_t begin, int64_t end, T* buffer) {
-    T* col = buffer;
-    T* dy_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
+    T* dy_block = buffer;
     T* dw_chunk = chunk == 0 ? dw : partials.get() + (chunk - 1) * weight_size;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
       for (int64_t group = 0; group < s.groups; ++group) {
-        const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+        const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
         const T* dy_group = dy + (first * s.out_channels + group * g.group_out) * g.out_pixels;
         if (count > 1) {
           gather_block(s, g, dy, first, count, group, dy_block);
           dy_group = dy_block;
         }
         // The chunk's first block overwrites (beta 0), later ones accumulate.
-        gemm<T>(false, true, g.group_out, g.col_rows, cols, T(1), dy_group, cols, columns, cols,
-                b == begin ? T(0) : T(1), dw_chunk + group * g.group_weight, g.col_rows);
+        const T beta = b == begin ? T(0) : T(1);
+        T* dw_group = dw_chunk + group * g.group_weight;
+        if (g.direct && count == 1) {
+          gemm<T>(false, true, g.group_out, g.col_rows, cols, T(1), dy_group, cols, x_group, cols,
+                  beta, dw_group, g.col_rows);
+          continue;
+        }
+        const TransposedImageColumns<T> columns{
+            s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+        gemm_packed_b<T>(false, g.group_out, g.col_rows, cols, T(1), dy_group, cols,
+                         columns.packer(), beta, dw_group, g.col_rows);
       }
     }
   });
