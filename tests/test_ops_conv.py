@@ -62,6 +62,12 @@ CASES_2D = {
     "image_blocks_groups_stride": ((80, 4, 6, 5), (6, 2, 3, 2), (2, 1), (1, (0, 1)),
                                    ((1, 1), (0, 1)), 1, 2, True),
     "1x1_direct_image_blocks": ((120, 3, 3, 3), (5, 3, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1, False),
+    # The forward packs gemm's column strips (16 wide for float on AVX2, 8 for double) from the
+    # padded image in runs within one output row: 37-wide rows give whole-strip runs, runs
+    # cut by a row's end (8 of them = half a float strip, 4 = half a double strip, other
+    # lengths) and a short last strip; 8x8 images (in blocks of 16) give half-strip runs.
+    "wide_rows": ((2, 3, 6, 37), (4, 3, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "8x8_image_blocks": ((40, 4, 8, 8), (6, 4, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     # C/g*R*S = 288 is more than gemm's 256-deep block, so the product is split along it.
     "deeper_than_one_gemm_block": ((2, 32, 9, 10), (13, 32, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
                                    True),
@@ -241,7 +247,9 @@ def test_mixed_widths_non_contiguous_and_read_only_inputs(rng):
 def test_results_do_not_depend_on_the_thread_count():
     """With several threads the batch is split into chunks, each with its own column buffer
     and partial weight gradient; 1, 2 and 3 threads must all agree with the reference. The
-    150 images of 15 output pixels go through the GEMM in 3 blocks (69 + 69 + 12 images)."""
+    150 images of 15 output pixels go through the GEMM in 3 blocks (69 + 69 + 12 images).
+    A single image (x1) is one GEMM that the threads share, each packing its strips of the
+    image's columns."""
     script = (
         "import sys, numpy as np\n"
         "sys.path.insert(0, 'tests')\n"
@@ -256,6 +264,9 @@ def test_results_do_not_depend_on_the_thread_count():
         "dw, db = ops.conv2d_backward_weight(dy, x, w.shape, **k)\n"
         "pairs = [(ops.conv2d(x, w, **k), conv_forward(x, w, None, **r)), (dw, dw_ref), (db, db_ref),\n"
         "         (ops.conv2d_backward_input(dy, w, x.shape, **k), dx_ref)]\n"
+        "x1, w1 = rng.standard_normal((1, 16, 18, 40)), rng.standard_normal((32, 16, 3, 3))\n"
+        "pairs.append((ops.conv2d(x1, w1, padding=1),\n"
+        "              conv_forward(x1, w1, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)))\n"
         "print(max(float(np.abs(a - b).max()) for a, b in pairs))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,16 +1,28 @@
-// Convolution on the CPU, lowered to the one GEMM (matmul.cpp) through im2col / col2im.
+// Convolution on the CPU, lowered to the one GEMM (matmul.cpp): implicit GEMMs for the
+// forward pass and the weight gradient, a column buffer and col2im for the input gradient.
 //
 // For one image n and one group g (C/g input channels, K/g filters), with the column
-// buffer col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
+// matrix col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
 // input value that filter tap (c, r, s) meets there (zero in the padding):
 //
 //   forward          y[n, g] (K/g, P*Q)      = w[g] (K/g, C/g*R*S) @ col          (+ bias)
 //   backward input   dcol (C/g*R*S, P*Q)     = w[g]^T @ dy[n, g] (K/g, P*Q);  dx[n, g] = col2im(dcol)
 //   backward weight  dw[g] (K/g, C/g*R*S)   += dy[n, g] (K/g, P*Q) @ col^T
 //
-// col2im adds every column entry back onto the input pixel it came from (pixels seen by
-// several taps collect several terms). A 1x1 kernel with stride 1 and no padding needs no
-// column buffer: the input (C/g, H*W) already is col.
+// Forward and weight gradient: col is never written. gemm_packed_b (gemm_b_packer.h) runs
+// the GEMM's driver with the image as its B operand: ImageColumns packs each NR-wide strip
+// of col's (kc, NR) panel piece straight from the image (per strip and filter tap, runs of
+// output pixels within one output row read consecutive pixels, stride_w apart, of one input
+// row, copied for each channel), and TransposedImageColumns packs col^T's strips the same
+// way, each of col's rows down one column of the strip. The padding is written out once per
+// image as zeros around a copy of each channel (PaddedImages, R*S times smaller than col),
+// so that the copies need no border tests. This saves an im2col pass that wrote col only for
+// the GEMM to read it back while packing.
+//
+// Input gradient: the GEMM writes the column gradient dcol, and col2im adds every entry
+// back onto the input pixel it came from (pixels seen by several taps collect several
+// terms). A 1x1 kernel with stride 1 and no padding needs neither: the input (C/g, H*W)
+// already is col, and dx is dcol.
 //
 // Small images are processed in blocks of B images per GEMM: col then is (C/g*R*S, B*P*Q),
 // image b in columns b*P*Q .. (b+1)*P*Q - 1. An 8x8 image gives a GEMM only 64 columns wide,
@@ -21,12 +33,13 @@
 // kMinGemmColumns pixels) nothing is copied.
 //
 // Threads: when there are at least as many independent (block, group) units as threads,
-// the units are split among the threads, each with its own buffers, and gemm runs
-// single-threaded inside (parallel_for does not nest). Otherwise the units run one after
-// another and gemm and im2col/col2im spread each one over the threads. The weight gradient
-// sums over the batch, so each chunk of blocks accumulates into its own partial dw, and the
-// partials are added in chunk order (the result depends on the thread count only through
-// rounding, and is reproducible for a given count).
+// the units are split among the threads, each with its own buffers (padded images, column
+// or output blocks), and gemm runs single-threaded inside (parallel_for does not nest).
+// Otherwise the units run one after another and gemm (its packing included) and col2im
+// spread each one over the threads. The weight gradient sums over the batch, so each chunk
+// of blocks accumulates into its own partial dw, and the partials are added in chunk order
+// (the result depends on the thread count only through rounding, and is reproducible for a
+// given count).
 //
 // All the arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.
 #include "ranvier/conv.h"
@@ -34,6 +47,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "gemm_b_packer.h"
+#include "gemm_micro_kernels.h"
 #include "parallel.h"
 #include "ranvier/matmul.h"
 
@@ -78,8 +93,9 @@ struct Geometry {
   int64_t first(int64_t b) const { return b * block; }
   int64_t count(int64_t b, int64_t batch) const { return std::min(block, batch - b * block); }
 
-  // Per-thread buffer: the column buffer (C/g*R*S, B*P*Q), none in the direct case with
-  // B = 1; and for B > 1 the GEMM's (K/g, B*P*Q) output or gathered gradient block.
+  // Per-thread buffers: the input gradient's column buffer (C/g*R*S, B*P*Q), none in the
+  // direct case with B = 1; and for B > 1 the GEMM's (K/g, B*P*Q) output or gathered
+  // gradient block. (The forward pass and the weight gradient add PaddedImages::size.)
   int64_t col_size() const { return direct && block == 1 ? 0 : col_rows * block * out_pixels; }
   int64_t out_block_size() const { return block == 1 ? 0 : group_out * block * out_pixels; }
   int64_t buffer_size() const { return col_size() + out_block_size(); }
@@ -105,42 +121,262 @@ ValidRange valid_range(int64_t offset, int64_t stride, int64_t in_size, int64_t 
   return {std::min(lo, hi_clamped), hi_clamped};
 }
 
-// col (C/g*R*S, P*Q), rows `ld` elements apart, from one group's input channels x_group
-// (C/g, H, W).
+// The input images as ImageColumns reads them: image i, channel c, row h, column w at
+// data[i*image_stride + c*channel_stride + h*row_stride + w], with the convolution's padding
+// stored as zeros around each channel (PaddedImages), or x itself when there is no padding.
 template <typename T>
-void im2col(const Conv2dShape& s, const Geometry& g, const T* x_group, T* col, int64_t ld) {
-  const int64_t R = s.kernel_height, S = s.kernel_width, P = g.out_h, Q = g.out_w;
-  parallel_for(g.group_in, R * S * g.out_pixels, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      const T* x_channel = x_group + c * g.in_pixels;
-      for (int64_t r = 0; r < R; ++r) {
-        const int64_t h_offset = r * s.dilation_height - s.pad_top;
-        const ValidRange rows = valid_range(h_offset, s.stride_height, s.in_height, P);
-        for (int64_t t = 0; t < S; ++t) {
-          const int64_t w_offset = t * s.dilation_width - s.pad_left;
-          const ValidRange cols = valid_range(w_offset, s.stride_width, s.in_width, Q);
-          T* col_row = col + ((c * R + r) * S + t) * ld;
-          std::fill(col_row, col_row + rows.lo * Q, T(0));
-          for (int64_t p = rows.lo; p < rows.hi; ++p) {
-            T* out = col_row + p * Q;
-            // x_row[q * stride_w] is the input pixel that output column q meets.
-            const T* x_row = x_channel + (p * s.stride_height + h_offset) * s.in_width + w_offset;
-            // Plain loops, not std::copy / std::fill: rows of small images are a few elements
-            // long, where a memmove call per row costs more than the copy.
-            for (int64_t q = 0; q < cols.lo; ++q) out[q] = T(0);
-            if (s.stride_width == 1) {
-              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q];
-            } else {
-              for (int64_t q = cols.lo; q < cols.hi; ++q) out[q] = x_row[q * s.stride_width];
+struct ImagesView {
+  const T* data;
+  int64_t image_stride, channel_stride, row_stride;
+};
+
+// Copies of `count` images' C/g channels (from x_group, images C*H*W apart) with their padding
+// written out as zeros: (count, C/g, H + pad_top + pad_bottom, W + pad_left + pad_right) in
+// `padded`. Every tap of every output pixel then reads inside the copy, so packing copies
+// without testing for the border; the copy is R*S times smaller than the column matrix.
+template <typename T>
+struct PaddedImages {
+  static int64_t height(const Conv2dShape& s) { return s.in_height + s.pad_top + s.pad_bottom; }
+  static int64_t width(const Conv2dShape& s) { return s.in_width + s.pad_left + s.pad_right; }
+  static bool needed(const Conv2dShape& s) {
+    return s.pad_top != 0 || s.pad_bottom != 0 || s.pad_left != 0 || s.pad_right != 0;
+  }
+  // Elements of the copy of `count` images (0 when there is no padding).
+  static int64_t size(const Conv2dShape& s, const Geometry& g, int64_t count) {
+    return needed(s) ? count * g.group_in * height(s) * width(s) : 0;
+  }
+
+  static ImagesView<T> view(const Conv2dShape& s, const Geometry& g, const T* x_group,
+                            int64_t count, T* padded) {
+    if (!needed(s)) return {x_group, s.in_channels * g.in_pixels, g.in_pixels, s.in_width};
+    const int64_t Hp = height(s), Wp = width(s), W = s.in_width;
+    const int64_t channels = count * g.group_in;
+    parallel_for(channels, Hp * Wp, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t image = i / g.group_in, c = i % g.group_in;
+        const T* from = x_group + image * s.in_channels * g.in_pixels + c * g.in_pixels;
+        T* to = padded + i * Hp * Wp;
+        std::fill(to, to + s.pad_top * Wp, T(0));
+        for (int64_t h = 0; h < s.in_height; ++h) {
+          T* row = to + (s.pad_top + h) * Wp;
+          for (int64_t w = 0; w < s.pad_left; ++w) row[w] = T(0);
+          std::copy(from + h * W, from + (h + 1) * W, row + s.pad_left);
+          for (int64_t w = s.pad_left + W; w < Wp; ++w) row[w] = T(0);
+        }
+        std::fill(to + (s.pad_top + s.in_height) * Wp, to + Hp * Wp, T(0));
+      }
+    });
+    return {padded, g.group_in * Hp * Wp, Hp * Wp, Wp};
+  }
+};
+
+// The column matrix of a block of images for one group, as gemm's B operand (implicit GEMM):
+// col (C/g*R*S, count*P*Q), column j = image j / (P*Q), output pixel j % (P*Q), is never
+// stored; `pack` copies the B panel's strips straight from the (padded) images.
+//
+// A strip's nr columns are cut into runs that stay in one output row of one image (one run
+// when the strip lies inside an output row, two or more when it crosses rows). For the row
+// (c, r, s) of col, a run reads consecutive input pixels (stride_w apart) of one row of the
+// padded image; the channel c only moves that piece by a channel, and the tap (r, s) by
+// r*dilation_h rows and s*dilation_w columns. So the runs are worked out once per strip, and
+// each (run, tap) is then copied for each of the strip's channels.
+template <typename T>
+struct ImageColumns {
+  const Conv2dShape& s;
+  const Geometry& g;
+  ImagesView<T> images;
+
+  BPanelPacker<T> packer() const { return {&pack, this}; }
+
+  // BPanelPacker::pack, dispatched on the micro-tile's width (a compile-time NR makes the
+  // common case, a whole strip from one input row, a fixed-size copy).
+  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
+                   int64_t strip_begin, int64_t strip_end, T* packed) {
+    const ImageColumns& columns = *static_cast<const ImageColumns*>(self);
+    switch (nr) {
+      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+    }
+  }
+
+ private:
+  // out[0:count] = src[0:count] for the few elements of a run (count <= NR): in pieces of 4
+  // that the compiler turns into vector moves, as neither a memmove call nor a loop of
+  // unknown length (left scalar, or vectorised behind run-time checks) pays at these lengths.
+  static void copy_short(const T* src, int64_t count, T* out) {
+    int64_t q = 0;
+    for (; q + 4 <= count; q += 4) {
+      T piece[4];
+      for (int64_t k = 0; k < 4; ++k) piece[k] = src[q + k];
+      for (int64_t k = 0; k < 4; ++k) out[q + k] = piece[k];
+    }
+    for (; q < count; ++q) out[q] = src[q];
+  }
+
+  // out + c*out_step [0:L] = src + c*src_step [0:L] for c < rows.
+  template <int64_t L>
+  static void copy_rows(const T* src, int64_t src_step, T* out, int64_t out_step, int64_t rows) {
+    for (int64_t c = 0; c < rows; ++c, src += src_step, out += out_step) {
+      // Loaded whole before it is stored: the compiler may then use vector moves (out and
+      // src could overlap as far as it knows).
+      T piece[L];
+      for (int64_t q = 0; q < L; ++q) piece[q] = src[q];
+      for (int64_t q = 0; q < L; ++q) out[q] = piece[q];
+    }
+  }
+
+  template <int64_t NR>
+  void pack_strips(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+                   int64_t strip_end, T* packed) const {
+    const int64_t R = s.kernel_height, S = s.kernel_width, taps = R * S, Q = g.out_w;
+    const int64_t PQ = g.out_pixels, stride_w = s.stride_width;
+    const int64_t row_step = taps * NR;  // from row (c, r, s) of a strip to row (c + 1, r, s)
+    // Rows p0 .. p0+kc of col are (channel, tap) = divmod(row, R*S).
+    const int64_t c_first = p0 / taps;
+    struct Run {
+      int64_t column, length;  // columns [column, column + length) of the strip
+      int64_t src;             // input offset of its first pixel for channel 0, tap (0, 0)
+    };
+    Run runs[NR];
+    for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
+      T* dst = packed + strip * kc * NR;
+      const int64_t j_begin = j0 + strip * NR;
+      const int64_t width = std::min(NR, j0 + nc - j_begin);
+      int64_t run_count = 0;
+      for (int64_t column = 0; column < width;) {
+        const int64_t j = j_begin + column, pixel = j % PQ, p = pixel / Q, q = pixel % Q;
+        const int64_t length = std::min(width - column, Q - q);
+        runs[run_count++] = {column, length,
+                             (j / PQ) * images.image_stride +
+                                 p * s.stride_height * images.row_stride + q * stride_w};
+        column += length;
+      }
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        // This tap's rows of the strip: channels c with p0 <= c*R*S + tap < p0 + kc.
+        const int64_t c_begin = c_first + (c_first * taps + tap < p0 ? 1 : 0);
+        const int64_t last_row = p0 + kc - 1 - tap;
+        const int64_t c_end = last_row >= 0 ? last_row / taps + 1 : 0;
+        if (c_begin >= c_end) continue;
+        const int64_t tap_offset = (tap / S) * s.dilation_height * images.row_stride +
+                                   (tap % S) * s.dilation_width;
+        T* dst_tap = dst + (c_begin * taps + tap - p0) * NR;
+        const T* src_tap = images.data + c_begin * images.channel_stride + tap_offset;
+        const int64_t channels = c_end - c_begin;
+        for (int64_t i = 0; i < run_count; ++i) {
+          const Run& run = runs[i];
+          const T* src = src_tap + run.src;
+          T* out = dst_tap + run.column;
+          // Runs of a whole strip (the strip inside one output row) or of half of one
+          // (output rows NR/2 wide: 8x8 images on 16-wide strips) are the common cases:
+          // fixed-size copies.
+          if (stride_w == 1 && run.length == NR) {
+            copy_rows<NR>(src, images.channel_stride, out, row_step, channels);
+          } else if (stride_w == 1 && run.length == NR / 2) {
+            copy_rows<NR / 2>(src, images.channel_stride, out, row_step, channels);
+          } else {
+            for (int64_t c = 0; c < channels; ++c, out += row_step, src += images.channel_stride) {
+              if (stride_w == 1) {
+                copy_short(src, run.length, out);
+              } else {
+                for (int64_t q = 0; q < run.length; ++q) out[q] = src[q * stride_w];
+              }
             }
-            for (int64_t q = cols.hi; q < Q; ++q) out[q] = T(0);
           }
-          std::fill(col_row + rows.hi * Q, col_row + P * Q, T(0));
+        }
+        if (width < NR) {  // the panel's last strip: zeros past its last column
+          for (int64_t c = 0; c < channels; ++c) {
+            T* out = dst_tap + c * row_step;
+            for (int64_t col = width; col < NR; ++col) out[col] = T(0);
+          }
         }
       }
     }
-  });
-}
+  }
+};
+
+// col^T (count*P*Q, C/g*R*S) of a block of images for one group, as gemm's B operand for the
+// weight gradient dw[g] = dy @ col^T (implicit GEMM, like ImageColumns): a strip is NR rows
+// (c, r, s) of col, each packed down one column of the strip over the panel's kc output
+// pixels p0 .. p0+kc. Those pixels are walked in runs within one output row of one image,
+// and a run reads consecutive pixels (stride_w apart) of one row of the padded image.
+template <typename T>
+struct TransposedImageColumns {
+  const Conv2dShape& s;
+  const Geometry& g;
+  ImagesView<T> images;
+
+  BPanelPacker<T> packer() const { return {&pack, this}; }
+
+  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
+                   int64_t strip_begin, int64_t strip_end, T* packed) {
+    const TransposedImageColumns& columns = *static_cast<const TransposedImageColumns*>(self);
+    switch (nr) {
+      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+    }
+  }
+
+ private:
+  template <int64_t NR>
+  void pack_strips(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+                   int64_t strip_end, T* packed) const {
+    const int64_t S = s.kernel_width, taps = s.kernel_height * S;
+    const int64_t P = g.out_h, Q = g.out_w, PQ = g.out_pixels, stride_w = s.stride_width;
+    // The output pixel p0: image, row and column.
+    const int64_t image0 = p0 / PQ, p_out0 = (p0 % PQ) / Q, q0 = p0 % Q;
+    for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
+      T* dst = packed + strip * kc * NR;
+      const int64_t j_begin = j0 + strip * NR;
+      const int64_t width = std::min(NR, j0 + nc - j_begin);
+      for (int64_t column = 0; column < width; ++column) {
+        // Row (c, r, s) of col: tap (r, s) of channel c.
+        const int64_t j = j_begin + column, c = j / taps, tap = j % taps;
+        const T* src_tap = images.data + c * images.channel_stride +
+                           (tap / S) * s.dilation_height * images.row_stride +
+                           (tap % S) * s.dilation_width;
+        T* out = dst + column;
+        int64_t image = image0, p_out = p_out0, q = q0;
+        for (int64_t row = 0; row < kc;) {
+          const int64_t length = std::min(Q - q, kc - row);
+          // x[q' * stride_w] for q' = q .. q + length: the input pixels this tap meets.
+          const T* src = src_tap + image * images.image_stride +
+                         p_out * s.stride_height * images.row_stride + q * stride_w;
+          if (stride_w == 1) {
+            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i];
+          } else {
+            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i * stride_w];
+          }
+          out += length * NR;
+          row += length;
+          q = 0;
+          if (++p_out == P) {
+            p_out = 0;
+            ++image;
+          }
+        }
+      }
+      for (int64_t row = 0; width < NR && row < kc; ++row) {
+        for (int64_t column = width; column < NR; ++column) dst[row * NR + column] = T(0);
+      }
+    }
+  }
+};
+
+// ImageColumns::pack's switch (and TransposedImageColumns's) covers every gemm path's
+// micro-tile width.
+constexpr bool packable_width(int64_t nr) { return nr == 4 || nr == 8 || nr == 16 || nr == 32; }
+static_assert(packable_width(gemm_kernels::portable::kNR<float>) &&
+              packable_width(gemm_kernels::portable::kNR<double>));
+#if RANVIER_GEMM_X86
+static_assert(packable_width(gemm_kernels::avx2::kNR<float>) &&
+              packable_width(gemm_kernels::avx2::kNR<double>));
+static_assert(packable_width(gemm_kernels::avx512::kNR<float>) &&
+              packable_width(gemm_kernels::avx512::kNR<double>));
+#endif
 
 // dx_group (C/g, H, W) = the column buffer's (C/g*R*S, P*Q; rows `ld` apart) entries added
 // back onto their input pixels (overwrites dx_group). Threads own whole channels, so no two
@@ -168,20 +404,6 @@ void col2im(const Conv2dShape& s, const Geometry& g, const T* col, int64_t ld, T
       }
     }
   });
-}
-
-// The columns of images [first, first + count) for one group: im2col of each image into its
-// column range of col (C/g*R*S, count*P*Q; rows `ld` = count*P*Q apart). Returns the matrix
-// the GEMM reads: col, or the input itself for a single image of a direct (1x1) convolution.
-template <typename T>
-const T* block_columns(const Conv2dShape& s, const Geometry& g, const T* x, int64_t first, int64_t count,
-                       int64_t group, T* col, int64_t ld) {
-  const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
-  if (g.direct && count == 1) return x_group;
-  for (int64_t i = 0; i < count; ++i) {
-    im2col(s, g, x_group + i * s.in_channels * g.in_pixels, col + i * g.out_pixels, ld);
-  }
-  return col;
 }
 
 // block (K/g, count*P*Q) = one group's channels of images [first, first + count) of a
@@ -256,24 +478,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   const Geometry g(s);
   const int64_t units = g.blocks * s.groups;  // (block of images, group) pairs, independent
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(units, chunk_count(units), flops, g.buffer_size(),
+  // No column buffer: gemm packs the columns from the images (ImageColumns), or reads x
+  // itself when it is the column matrix (direct, one image). Per chunk: the GEMM's output
+  // block (K/g, count*P*Q) when count > 1, then the padded images.
+  const int64_t padded_offset = g.out_block_size();
+  for_each_chunk<T>(units, chunk_count(units), flops,
+                    padded_offset + PaddedImages<T>::size(s, g, g.block),
                     [&](int64_t, int64_t begin, int64_t end, T* buffer) {
-    T* col = buffer;
-    T* out_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
+    T* out_block = buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t b = unit / s.groups, group = unit % s.groups;
       const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
-      const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+      const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
       const T* w_group = w + group * g.group_weight;
-      if (count > 1) {
-        gemm<T>(false, false, g.group_out, cols, g.col_rows, T(1), w_group, g.col_rows, columns, cols, T(0),
-                out_block, cols);
-        scatter_block(s, g, out_block, first, count, group, bias, y);
-        continue;
-      }
       T* y_group = y + (first * s.out_channels + group * g.group_out) * g.out_pixels;
       T beta = T(0);
-      if (bias != nullptr) {
+      if (count == 1 && bias != nullptr) {
         // Start each output channel at its bias and let gemm accumulate onto it.
         for (int64_t k = 0; k < g.group_out; ++k) {
           std::fill(y_group + k * g.out_pixels, y_group + (k + 1) * g.out_pixels,
@@ -281,8 +501,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
         }
         beta = T(1);
       }
-      gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows, columns,
-              g.out_pixels, beta, y_group, g.out_pixels);
+      if (g.direct && count == 1) {
+        gemm<T>(false, false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows,
+                x_group, g.out_pixels, beta, y_group, g.out_pixels);
+        continue;
+      }
+      const ImageColumns<T> columns{
+          s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+      const BPanelPacker<T> packer = columns.packer();
+      if (count == 1) {
+        gemm_packed_b<T>(false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows,
+                         packer, beta, y_group, g.out_pixels);
+      } else {
+        gemm_packed_b<T>(false, g.group_out, cols, g.col_rows, T(1), w_group, g.col_rows, packer,
+                         T(0), out_block, cols);
+        scatter_block(s, g, out_block, first, count, group, bias, y);
+      }
     }
   });
 }
@@ -350,23 +584,35 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
   // Uninitialised: each chunk's first GEMM overwrites its partial (beta 0).
   const std::unique_ptr<T[]> partials(new T[static_cast<size_t>((chunks - 1) * weight_size)]);
   const int64_t flops = s.groups * g.group_out * g.block * g.out_pixels * g.col_rows;
-  for_each_chunk<T>(g.blocks, chunks, flops, g.buffer_size(),
+  // No column buffer: gemm packs col^T from the images (TransposedImageColumns), or reads x
+  // itself when it is the column matrix (direct, one image). Per chunk: dy's gathered block
+  // (K/g, count*P*Q) when count > 1, then the padded images.
+  const int64_t padded_offset = g.out_block_size();
+  for_each_chunk<T>(g.blocks, chunks, flops, padded_offset + PaddedImages<T>::size(s, g, g.block),
                     [&](int64_t chunk, int64_t begin, int64_t end, T* buffer) {
-    T* col = buffer;
-    T* dy_block = buffer + g.col_size();  // (K/g, count*P*Q) when count > 1
+    T* dy_block = buffer;
     T* dw_chunk = chunk == 0 ? dw : partials.get() + (chunk - 1) * weight_size;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = g.first(b), count = g.count(b, s.batch), cols = count * g.out_pixels;
       for (int64_t group = 0; group < s.groups; ++group) {
-        const T* columns = block_columns(s, g, x, first, count, group, col, cols);
+        const T* x_group = x + (first * s.in_channels + group * g.group_in) * g.in_pixels;
         const T* dy_group = dy + (first * s.out_channels + group * g.group_out) * g.out_pixels;
         if (count > 1) {
           gather_block(s, g, dy, first, count, group, dy_block);
           dy_group = dy_block;
         }
         // The chunk's first block overwrites (beta 0), later ones accumulate.
-        gemm<T>(false, true, g.group_out, g.col_rows, cols, T(1), dy_group, cols, columns, cols,
-                b == begin ? T(0) : T(1), dw_chunk + group * g.group_weight, g.col_rows);
+        const T beta = b == begin ? T(0) : T(1);
+        T* dw_group = dw_chunk + group * g.group_weight;
+        if (g.direct && count == 1) {
+          gemm<T>(false, true, g.group_out, g.col_rows, cols, T(1), dy_group, cols, x_group, cols,
+                  beta, dw_group, g.col_rows);
+          continue;
+        }
+        const TransposedImageColumns<T> columns{
+            s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+        gemm_packed_b<T>(false, g.group_out, g.col_rows, cols, T(1), dy_group, cols,
+                         columns.packer(), beta, dw_group, g.col_rows);
       }
     }
   });

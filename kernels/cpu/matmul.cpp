@@ -20,6 +20,11 @@
 //                       beta for the first block of k and 1 after it (so beta == 0 never
 //                       reads C, which may hold NaN)
 //
+// B is read only by the packing step, through a B operand object (gemm_blocked's BOperand):
+// StoredB packs a stored matrix (pack_b_strips), PackerB calls a BPanelPacker
+// (gemm_b_packer.h) that another kernel supplies, such as conv.cpp's, which packs the im2col
+// matrix from the image. gemm() and gemm_packed_b() run the same driver.
+//
 // Packing turns all four transpose combinations into the same kernel over contiguous memory,
 // and the zero padding lets the micro-kernel always compute a full MR x NR tile; only its
 // store is cut at the edges. The micro-kernels (gemm_micro_kernels.h) are AVX-512, AVX2+FMA
@@ -32,6 +37,7 @@
 #include <algorithm>
 #include <new>
 
+#include "gemm_b_packer.h"
 #include "gemm_micro_kernels.h"
 #include "parallel.h"
 
@@ -299,11 +305,40 @@ T* thread_scratch(size_t count) {
   return static_cast<T*>(buffer.data);
 }
 
-// gemm with the micro-kernel of one path (tile MR x NR) and its cache blocks.
-template <typename T, int64_t MR, int64_t NR>
+// The B operands gemm_blocked packs from: each has
+//   template <int64_t NR> void pack(p0, j0, kc, nc, strip_begin, strip_end, T* packed) const
+// with pack_b_strips's contract.
+
+// A stored matrix: op(B)(p, j) is b[p*ldb + j], or b[j*ldb + p] when trans.
+template <typename T>
+struct StoredB {
+  bool trans;
+  const T* b;
+  int64_t ldb;
+  template <int64_t NR>
+  void pack(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+            int64_t strip_end, T* packed) const {
+    pack_b_strips<T, NR>(trans, b, ldb, p0, j0, kc, nc, strip_begin, strip_end, packed);
+  }
+};
+
+// A matrix that some other kernel packs (gemm_b_packer.h): one indirect call per strip range.
+template <typename T>
+struct PackerB {
+  const BPanelPacker<T>& packer;
+  template <int64_t NR>
+  void pack(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
+            int64_t strip_end, T* packed) const {
+    packer.pack(packer.self, NR, p0, j0, kc, nc, strip_begin, strip_end, packed);
+  }
+};
+
+// gemm with the micro-kernel of one path (tile MR x NR) and its cache blocks, B read through
+// its packer (StoredB or PackerB).
+template <typename T, int64_t MR, int64_t NR, typename BOperand>
 void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking, bool trans_a,
-                  bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+                  int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                  const BOperand& b, T beta, T* c, int64_t ldc) {
   const int64_t MC = blocking.mc;
   const int64_t KC = blocking.kc;
   const int64_t NC = blocking.nc;
@@ -341,8 +376,8 @@ void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking,
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const T beta_block = pc == 0 ? beta : T(1);
-        pack_b_strips<T, NR>(trans_b, b, ldb, pc, jc, kc, nc, col_strips * thread / thread_count,
-                             col_strips * (thread + 1) / thread_count, packed_b);
+        b.template pack<NR>(pc, jc, kc, nc, col_strips * thread / thread_count,
+                            col_strips * (thread + 1) / thread_count, packed_b);
         wait_for_all();  // the whole B panel is packed
         int64_t row_begin = 0, row_end = m, col_begin = 0, col_end = nc;
         if (split_rows) {
@@ -375,6 +410,15 @@ void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking,
   run(0, 1);
 }
 
+// gemm_blocked over a stored B, as gemm() calls it.
+template <typename T, int64_t MR, int64_t NR>
+void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking, bool trans_a,
+                  bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  gemm_blocked<T, MR, NR>(micro_kernel, blocking, trans_a, m, n, k, alpha, a, lda,
+                          StoredB<T>{trans_b, b, ldb}, beta, c, ldc);
+}
+
 }  // namespace
 
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major.
@@ -404,6 +448,37 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
       gemm_blocked<T, gk::portable::kMR, gk::portable::kNR<T>>(
           gk::portable::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
           beta, c, ldc);
+  }
+}
+
+// C (m, n) = alpha * op(A) (m, k) @ B (k, n) + beta * C, B packed by `b` (gemm_b_packer.h).
+template <typename T>
+void gemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                   int64_t lda, const BPanelPacker<T>& b, T beta, T* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == T(0)) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  const GemmBlocking& blocking = gemm_blocking<T>();
+  const PackerB<T> packer{b};
+  switch (simd_path()) {
+#if RANVIER_GEMM_X86
+    case SimdPath::avx512:
+      gemm_blocked<T, gk::avx512::kMR, gk::avx512::kNR<T>>(gk::avx512::micro_kernel, blocking,
+                                                            trans_a, m, n, k, alpha, a, lda,
+                                                            packer, beta, c, ldc);
+      return;
+    case SimdPath::avx2:
+      gemm_blocked<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel, blocking, trans_a,
+                                                        m, n, k, alpha, a, lda, packer, beta, c,
+                                                        ldc);
+      return;
+#endif
+    default:
+      gemm_blocked<T, gk::portable::kMR, gk::portable::kNR<T>>(gk::portable::micro_kernel,
+                                                                blocking, trans_a, m, n, k, alpha,
+                                                                a, lda, packer, beta, c, ldc);
   }
 }
 
@@ -472,6 +547,8 @@ void linear_backward_weight(const T* dy, const T* x, T* dw, T* dbias, int64_t ro
 #define RANVIER_INSTANTIATE_MATMUL(T)                                                              \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*,     \
                         int64_t, T, T*, int64_t);                                                  \
+  template void gemm_packed_b<T>(bool, int64_t, int64_t, int64_t, T, const T*, int64_t,           \
+                                 const BPanelPacker<T>&, T, T*, int64_t);                          \
   template void matmul<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, bool, bool,  \
                           int64_t, int64_t);                                                       \
   template void linear_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);    \
