@@ -170,6 +170,32 @@ struct PaddedImages {
   }
 };
 
+// Every micro-tile width the GEMM's paths use (gemm_micro_kernels.h), which packer_for
+// dispatches on.
+static_assert(gemm_kernels::portable::kNR<float> == 8 && gemm_kernels::portable::kNR<double> == 4);
+#if RANVIER_GEMM_X86
+static_assert(gemm_kernels::avx2::kNR<float> == 16 && gemm_kernels::avx2::kNR<double> == 8);
+static_assert(gemm_kernels::avx512::kNR<float> == 32 && gemm_kernels::avx512::kNR<double> == 16);
+#endif
+
+// The BPanelPacker of a packer object with `template <int64_t NR> pack_strips(p0, j0, kc, nc,
+// strip_begin, strip_end, packed)`: dispatched on the micro-tile's width, so that NR is a
+// compile-time constant there (the common copies then have a fixed size).
+template <typename Columns, typename T>
+BPanelPacker<T> packer_for(const Columns& columns) {
+  const auto pack = [](const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc,
+                       int64_t nc, int64_t strip_begin, int64_t strip_end, T* packed) {
+    const Columns& c = *static_cast<const Columns*>(self);
+    switch (nr) {
+      case 4: return c.template pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 8: return c.template pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      case 16: return c.template pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+      default: return c.template pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
+    }
+  };
+  return {pack, &columns};
+}
+
 // The column matrix of a block of images for one group, as gemm's B operand (implicit GEMM):
 // col (C/g*R*S, count*P*Q), column j = image j / (P*Q), output pixel j % (P*Q), is never
 // stored; `pack` copies the B panel's strips straight from the (padded) images.
@@ -186,22 +212,8 @@ struct ImageColumns {
   const Geometry& g;
   ImagesView<T> images;
 
-  BPanelPacker<T> packer() const { return {&pack, this}; }
+  BPanelPacker<T> packer() const { return packer_for<ImageColumns, T>(*this); }
 
-  // BPanelPacker::pack, dispatched on the micro-tile's width (a compile-time NR makes the
-  // common case, a whole strip from one input row, a fixed-size copy).
-  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
-                   int64_t strip_begin, int64_t strip_end, T* packed) {
-    const ImageColumns& columns = *static_cast<const ImageColumns*>(self);
-    switch (nr) {
-      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-    }
-  }
-
- private:
   // out[0:count] = src[0:count] for the few elements of a run (count <= NR): in pieces of 4
   // that the compiler turns into vector moves, as neither a memmove call nor a loop of
   // unknown length (left scalar, or vectorised behind run-time checks) pays at these lengths.
@@ -307,20 +319,8 @@ struct TransposedImageColumns {
   const Geometry& g;
   ImagesView<T> images;
 
-  BPanelPacker<T> packer() const { return {&pack, this}; }
+  BPanelPacker<T> packer() const { return packer_for<TransposedImageColumns, T>(*this); }
 
-  static void pack(const void* self, int64_t nr, int64_t p0, int64_t j0, int64_t kc, int64_t nc,
-                   int64_t strip_begin, int64_t strip_end, T* packed) {
-    const TransposedImageColumns& columns = *static_cast<const TransposedImageColumns*>(self);
-    switch (nr) {
-      case 4: return columns.pack_strips<4>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      case 8: return columns.pack_strips<8>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      case 16: return columns.pack_strips<16>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-      default: return columns.pack_strips<32>(p0, j0, kc, nc, strip_begin, strip_end, packed);
-    }
-  }
-
- private:
   template <int64_t NR>
   void pack_strips(int64_t p0, int64_t j0, int64_t kc, int64_t nc, int64_t strip_begin,
                    int64_t strip_end, T* packed) const {
