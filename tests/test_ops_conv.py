@@ -68,6 +68,19 @@ CASES_2D = {
     # lengths) and a short last strip; 8x8 images (in blocks of 16) give half-strip runs.
     "wide_rows": ((2, 3, 6, 37), (4, 3, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "8x8_image_blocks": ((40, 4, 8, 8), (6, 4, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    # One input channel and at most 4 filters per group go to the direct kernels
+    # (kernels/cpu/conv_depthwise.cpp): rows cut at both ends by asymmetric padding, strides
+    # and dilations on both axes, a multiplier of 3, batch 1 with odd sizes, a single-channel
+    # image without groups, wide rows for the vectorised stride-1 loops, and a kernel that
+    # only fits with padding. "single_channel_many_filters" (8 filters) takes the GEMM.
+    "depthwise_stride_dilation_asymmetric": ((2, 3, 11, 10), (6, 1, 3, 2), (2, 3), ((2, 0), (1, 2)),
+                                             ((2, 0), (1, 2)), (2, 1), 3, True),
+    "depthwise_batch1_odd": ((1, 7, 13, 17), (7, 1, 5, 3), 1, (2, 1), ((2, 2), (1, 1)), 1, 7, False),
+    "single_channel_image": ((3, 1, 9, 8), (3, 1, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "single_channel_many_filters": ((3, 1, 9, 8), (8, 1, 3, 3), 2, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "depthwise_wide_rows": ((2, 2, 5, 37), (2, 1, 3, 3), 1, "same", ((1, 1), (1, 1)), 1, 2, True),
+    "depthwise_kernel_larger_than_image": ((2, 2, 2, 3), (4, 1, 4, 4), 1, (1, 1), ((1, 1), (1, 1)),
+                                           1, 2, True),
     # C/g*R*S = 288 is more than gemm's 256-deep block, so the product is split along it.
     "deeper_than_one_gemm_block": ((2, 32, 9, 10), (13, 32, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
                                    True),
@@ -78,6 +91,7 @@ CASES_1D = {
     "batch1_stride3": ((1, 3, 17), (2, 3, 2), 3, 0, ((0, 0),), 1, 1, True),
     "dilation_groups": ((3, 6, 19), (4, 3, 3), 2, 2, ((2, 2),), 2, 2, True),
     "depthwise_no_bias": ((2, 4, 11), (4, 1, 5), 1, 2, ((2, 2),), 1, 4, False),
+    "depthwise_stride_dilation": ((3, 5, 23), (10, 1, 4), 2, 1, ((1, 1),), 2, 5, True),
     "same_even_kernel": ((2, 4, 10), (3, 4, 6), 1, "same", ((2, 3),), 1, 1, True),
     "same_odd_dilated": ((2, 4, 10), (3, 4, 3), 1, "same", ((3, 3),), 3, 1, True),
     "asymmetric_padding": ((2, 2, 8), (3, 2, 3), 2, ((2, 0),), ((2, 0),), 1, 1, True),

@@ -41,12 +41,17 @@
 // (the result depends on the thread count only through rounding, and is reproducible for a
 // given count).
 //
-// All the arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.
+// Depthwise convolutions (one input channel and at most 4 filters per group) go to
+// conv_depthwise.cpp instead: their GEMMs would have a few rows and be only R*S deep.
+//
+// All the other arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.
 #include "ranvier/conv.h"
 
 #include <algorithm>
 #include <memory>
 
+#include "conv_depthwise.h"
+#include "conv_valid_range.h"
 #include "gemm_b_packer.h"
 #include "gemm_micro_kernels.h"
 #include "parallel.h"
@@ -108,18 +113,6 @@ struct Geometry {
     return std::max<int64_t>(1, std::min(images, batch));
   }
 };
-
-// The output positions o in [lo, hi) of [0, out_size) whose input position
-// o * stride + offset lies inside [0, in_size); all others read the zero padding.
-struct ValidRange {
-  int64_t lo, hi;
-};
-ValidRange valid_range(int64_t offset, int64_t stride, int64_t in_size, int64_t out_size) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  const int64_t hi = in_size - offset <= 0 ? 0 : (in_size - offset - 1) / stride + 1;
-  const int64_t hi_clamped = std::min(hi, out_size);
-  return {std::min(lo, hi_clamped), hi_clamped};
-}
 
 // The input images as ImageColumns reads them: image i, channel c, row h, column w at
 // data[i*image_stride + c*channel_stride + h*row_stride + w], with the convolution's padding
@@ -475,6 +468,7 @@ int64_t chunk_count(int64_t count) {
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (conv2d_is_depthwise(s)) return depthwise_conv2d_forward(s, x, w, bias, y);
   const Geometry g(s);
   const int64_t units = g.blocks * s.groups;  // (block of images, group) pairs, independent
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
@@ -524,6 +518,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 // dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[block, g], then col2im.
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
+  if (conv2d_is_depthwise(s)) return depthwise_conv2d_backward_input(s, dy, w, dx);
   const Geometry g(s);
   const int64_t units = g.blocks * s.groups;
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
@@ -578,6 +573,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
     std::fill(dw, dw + weight_size, T(0));
     return;
   }
+  if (conv2d_is_depthwise(s)) return depthwise_conv2d_backward_weight(s, dy, x, dw);
 
   // Chunk 0 accumulates straight into dw, chunk i > 0 into partials[i - 1]; added in order below.
   const int64_t chunks = chunk_count(g.blocks);
