@@ -218,6 +218,16 @@ def test_matmul_rejects_wrong_inner_dims(a_shape, b_shape, trans_a, trans_b):
         _C.matmul(a, b, out, trans_a, trans_b)
 
 
+def test_matmul_2d_inner_dims_message_is_the_batched_paths():
+    # Two matrices take a shortcut in ops.matmul (no broadcasting): same message as 3-D ones.
+    with pytest.raises(ValueError, match=r"^matmul: a has shape \(4, 3\) \(transposed\) with 4 "
+                                         r"columns but b has shape \(2, 5\) \(transposed\) with 5 rows$"):
+        ops.matmul(np.ones((4, 3)), np.ones((2, 5)), trans_a=True, trans_b=True)
+    with pytest.raises(ValueError, match=r"^matmul: a has shape \(1, 3, 4\) with 4 columns but b "
+                                         r"has shape \(5, 2\) with 5 rows$"):
+        ops.matmul(np.ones((1, 3, 4)), np.ones((5, 2)))
+
+
 def test_matmul_rejects_batch_dims_that_do_not_broadcast():
     with pytest.raises(ValueError, match=r"matmul: the batch dimensions of a \(2, 3, 4\) and b \(3, 4, 5\)"):
         ops.matmul(np.ones((2, 3, 4)), np.ones((3, 4, 5)))

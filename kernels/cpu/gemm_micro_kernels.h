@@ -8,6 +8,12 @@
 // on the full MR x NR tile, and only the store is cut to rows <= MR, cols <= NR at the edges.
 // beta == 0 writes C without reading it (C may hold NaN).
 //
+// Each path also has micro_kernel_strided, the same tile computed from operands in place
+// (gemm's small path, which packs only what it must): A(r, p) = a[r * rs_a + p * cs_a]
+// ((rs_a, cs_a) = (lda, 1) for a row-major A, (1, lda) for a transposed one, (1, MR) for a
+// packed strip) and row p of the B strip at b + p * ldb (ldb = NR for a packed strip). All
+// MR rows and NR columns it reads must exist: edge strips are packed (zero-padded) first.
+//
 // The SIMD kernels live in their own files (gemm_avx2.cpp, gemm_avx512.cpp), compiled for the
 // baseline x86-64 like everything else: only functions carrying a target attribute there use
 // the wider instructions, and they are only called after the CPU said it has them.
@@ -24,6 +30,10 @@ namespace ranvier::cpu::gemm_kernels {
 template <typename T>
 using MicroKernel = void (*)(int64_t kc, const T* a_strip, const T* b_strip, T* c, int64_t ldc,
                              T alpha, T beta, int64_t rows, int64_t cols);
+template <typename T>
+using StridedMicroKernel = void (*)(int64_t kc, const T* a, int64_t rs_a, int64_t cs_a,
+                                    const T* b, int64_t ldb, T* c, int64_t ldc, T alpha, T beta,
+                                    int64_t rows, int64_t cols);
 
 // Portable C++ (any CPU): 4 rows x 16 bytes * 2 of columns (4 x 8 floats, 4 x 4 doubles):
 // 8 SSE accumulators on x86-64, the baseline the compiler may assume.
@@ -35,6 +45,12 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
                   float beta, int64_t rows, int64_t cols);
 void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                   double alpha, double beta, int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
+                          int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
+                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
+                          double beta, int64_t rows, int64_t cols);
 }  // namespace portable
 
 #if RANVIER_GEMM_X86
@@ -49,6 +65,12 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
                   float beta, int64_t rows, int64_t cols);
 void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                   double alpha, double beta, int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
+                          int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
+                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
+                          double beta, int64_t rows, int64_t cols);
 }  // namespace avx2
 
 // AVX-512F: 12 rows x 2 zmm registers of columns (12 x 32 floats, 12 x 16 doubles): 24 zmm
@@ -62,6 +84,12 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
                   float beta, int64_t rows, int64_t cols);
 void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                   double alpha, double beta, int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
+                          int64_t rows, int64_t cols);
+void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
+                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
+                          double beta, int64_t rows, int64_t cols);
 }  // namespace avx512
 #endif
 

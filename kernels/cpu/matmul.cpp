@@ -27,9 +27,15 @@
 //
 // Packing turns all four transpose combinations into the same kernel over contiguous memory,
 // and the zero padding lets the micro-kernel always compute a full MR x NR tile; only its
-// store is cut at the edges. The micro-kernels (gemm_micro_kernels.h) are AVX-512, AVX2+FMA
-// (gemm_avx512.cpp, gemm_avx2.cpp: target attributes, never -march) and the portable C++ one
-// below; gemm_path() tells which one runs.
+// store is cut at the edges.
+//
+// Small products (one block in every direction, one thread, at most 128^3 multiply-adds:
+// gemm_small) skip most of this: the micro-kernel reads op(A) and op(B) in place through its
+// strided entry point, and only the edge strips (and op(B) when B is transposed) are packed.
+//
+// The micro-kernels (gemm_micro_kernels.h) are AVX-512, AVX2+FMA (gemm_avx512.cpp,
+// gemm_avx2.cpp: target attributes, never -march) and the portable C++ one below;
+// gemm_path() tells which one runs.
 #include "ranvier/matmul.h"
 
 #include <unistd.h>
@@ -51,17 +57,19 @@ namespace gemm_kernels::portable {
 
 // The loops have compile-time bounds, so the compiler unrolls them, keeps the accumulator
 // tile in registers through the k loop and vectorises the NR loop with the baseline SIMD
-// (SSE2 on x86-64).
+// (SSE2 on x86-64). A(r, p) is a_strip[r * rs_a + p * cs_a], row p of B starts at
+// b_strip + p * ldb (gemm_micro_kernels.h); the packed entry point passes (1, kMR, NR).
 template <typename T>
-inline void micro_kernel_impl(int64_t kc, const T* a_strip, const T* b_strip, T* c,
-                              int64_t ldc, T alpha, T beta, int64_t rows, int64_t cols) {
+inline void micro_kernel_impl(int64_t kc, const T* a_strip, int64_t rs_a, int64_t cs_a,
+                              const T* b_strip, int64_t ldb, T* c, int64_t ldc, T alpha, T beta,
+                              int64_t rows, int64_t cols) {
   constexpr int64_t NR = kNR<T>;
   T tile[kMR * NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
-    const T* a_col = a_strip + p * kMR;
-    const T* b_row = b_strip + p * NR;
+    const T* a_col = a_strip + p * cs_a;
+    const T* b_row = b_strip + p * ldb;
     for (int64_t r = 0; r < kMR; ++r) {
-      const T a_value = a_col[r];
+      const T a_value = a_col[r * rs_a];
       for (int64_t j = 0; j < NR; ++j) tile[r * NR + j] += a_value * b_row[j];
     }
   }
@@ -78,11 +86,21 @@ inline void micro_kernel_impl(int64_t kc, const T* a_strip, const T* b_strip, T*
 
 void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                   float beta, int64_t rows, int64_t cols) {
-  micro_kernel_impl(kc, a, b, c, ldc, alpha, beta, rows, cols);
+  micro_kernel_impl(kc, a, 1, kMR, b, kNR<float>, c, ldc, alpha, beta, rows, cols);
 }
 void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                   double alpha, double beta, int64_t rows, int64_t cols) {
-  micro_kernel_impl(kc, a, b, c, ldc, alpha, beta, rows, cols);
+  micro_kernel_impl(kc, a, 1, kMR, b, kNR<double>, c, ldc, alpha, beta, rows, cols);
+}
+void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
+                          int64_t rows, int64_t cols) {
+  micro_kernel_impl(kc, a, rs_a, cs_a, b, ldb, c, ldc, alpha, beta, rows, cols);
+}
+void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
+                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
+                          double beta, int64_t rows, int64_t cols) {
+  micro_kernel_impl(kc, a, rs_a, cs_a, b, ldb, c, ldc, alpha, beta, rows, cols);
 }
 
 }  // namespace gemm_kernels::portable
@@ -419,6 +437,68 @@ void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking,
                           StoredB<T>{trans_b, b, ldb}, beta, c, ldc);
 }
 
+// The small path, for a product that is one cache block in every direction (m <= MC,
+// n <= NC, k <= KC) and gets one thread: 64x64 @ 64x64, a tiny layer's (32, 30) @ (30, 64).
+// Both operands then sit in L1/L2 anyway, so packing them buys little and costs much: at
+// 64x64 float on AVX2, perf put ~16% of the time in packing against ~50% in the
+// micro-kernel (with this path 64x64x64 went from 8.6 to 6.4 us, best of 75 runs of _C.gemm).
+// Here the micro-kernel reads op(A) and op(B) where they lie (the strided entry point) and
+// only what it cannot read in place is packed, zero-padded, into thread_scratch: the last
+// MR-row strip of op(A) when MR does not divide m, the last NR-column strip of op(B) when NR
+// does not divide n, and all of op(B) when trans_b (its rows are b's columns). One block of k
+// means beta is applied in the one pass over C.
+template <typename T, int64_t MR, int64_t NR>
+void gemm_small(gk::StridedMicroKernel<T> micro_kernel, bool trans_a, bool trans_b, int64_t m,
+                int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb,
+                T beta, T* c, int64_t ldc) {
+  const int64_t m_full = round_down(m, MR);                   // rows [0, m_full) in place
+  const int64_t n_full = trans_b ? 0 : round_down(n, NR);     // columns [0, n_full) in place
+  const int64_t b_packed_cols = round_up(n - n_full, NR);
+  const int64_t a_packed_rows = m_full < m ? MR : 0;
+  T* packed_b = thread_scratch<T>(static_cast<size_t>(k * (b_packed_cols + a_packed_rows)));
+  T* packed_a = packed_b + k * b_packed_cols;
+  if (n_full < n) {
+    pack_b_strips<T, NR>(trans_b, b, ldb, 0, n_full, k, n - n_full, 0, b_packed_cols / NR,
+                         packed_b);
+  }
+  if (m_full < m) pack_a_block<T, MR>(trans_a, a, lda, m_full, 0, m - m_full, k, packed_a);
+  // op(A)(i, p) = a[i * rs_a + p * cs_a].
+  const int64_t rs_a = trans_a ? 1 : lda;
+  const int64_t cs_a = trans_a ? lda : 1;
+  for (int64_t j = 0; j < n; j += NR) {
+    const bool b_in_place = j < n_full;
+    const T* b_strip = b_in_place ? b + j : packed_b + (j - n_full) * k;
+    const int64_t b_stride = b_in_place ? ldb : NR;
+    const int64_t cols = std::min(NR, n - j);
+    for (int64_t i = 0; i < m_full; i += MR) {
+      micro_kernel(k, a + i * rs_a, rs_a, cs_a, b_strip, b_stride, c + i * ldc + j, ldc, alpha,
+                   beta, MR, cols);
+    }
+    if (m_full < m) {
+      micro_kernel(k, packed_a, 1, MR, b_strip, b_stride, c + m_full * ldc + j, ldc, alpha, beta,
+                   m - m_full, cols);
+    }
+  }
+}
+
+// Up to this many multiply-adds (128^3) gemm_small was at least as fast as the blocked path
+// in every transpose case; past it, reading op(A) in place for every column strip starts to
+// lose to the packed block (192^3 with a transposed A: roughly 15-30% slower on two noisy
+// shared cores; each strip then uses only MR of the 16 values of every cache line it reads).
+constexpr double kGemmSmallWork = 1 << 21;
+
+// Whether gemm takes gemm_small: one block in every direction, at most kGemmSmallWork, and
+// one thread (see there).
+bool gemm_is_small(const GemmBlocking& blocking, int64_t m, int64_t n, int64_t k) {
+  if (m > blocking.mc || n > blocking.nc || k > blocking.kc) return false;
+  if (static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) > kGemmSmallWork) {
+    return false;
+  }
+  const int64_t strips = std::max((m + blocking.mr - 1) / blocking.mr,
+                                  (n + blocking.nr - 1) / blocking.nr);
+  return gemm_threads(m, n, k, strips) == 1;
+}
+
 }  // namespace
 
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, all row-major.
@@ -431,6 +511,27 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
     return;
   }
   const GemmBlocking& blocking = gemm_blocking<T>();
+  if (gemm_is_small(blocking, m, n, k)) {
+    switch (simd_path()) {
+#if RANVIER_GEMM_X86
+      case SimdPath::avx512:
+        gemm_small<T, gk::avx512::kMR, gk::avx512::kNR<T>>(gk::avx512::micro_kernel_strided,
+                                                           trans_a, trans_b, m, n, k, alpha, a,
+                                                           lda, b, ldb, beta, c, ldc);
+        return;
+      case SimdPath::avx2:
+        gemm_small<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel_strided, trans_a,
+                                                       trans_b, m, n, k, alpha, a, lda, b, ldb,
+                                                       beta, c, ldc);
+        return;
+#endif
+      default:
+        gemm_small<T, gk::portable::kMR, gk::portable::kNR<T>>(
+            gk::portable::micro_kernel_strided, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+            beta, c, ldc);
+        return;
+    }
+  }
   switch (simd_path()) {
 #if RANVIER_GEMM_X86
     case SimdPath::avx512:

@@ -158,6 +158,19 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
         raise ValueError(f"{op}: a has shape {np.shape(a)} and b has shape {np.shape(b)}; 0-D "
                          "arrays are not matrices (multiply them instead)")
     xp, dtype, (a, b) = float_inputs(op, a=a, b=b)
+    if a.ndim == 2 and b.ndim == 2:
+        # Two matrices, the common case (a layer's product, the 64x64 benchmark): no batch
+        # dims to broadcast, so skip np.broadcast_shapes and _stacked (~5 us of a 64x64
+        # product's ~15 us). Same checks and messages as the general path below.
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if k != k_b:
+            raise ValueError(f"{op}: a has shape {a.shape}{' (transposed)' if trans_a else ''} "
+                             f"with {k} columns but b has shape {b.shape}"
+                             f"{' (transposed)' if trans_b else ''} with {k_b} rows")
+        c = output(xp, (m, n), dtype, out, op)
+        _C.matmul(a, b, _kernel_out(c, (m, n), op), bool(trans_a), bool(trans_b))
+        return c
     a_vector, b_vector = a.ndim == 1, b.ndim == 1
     a_mat = a.reshape(1, -1) if a_vector else a    # (1, k): a row vector
     b_mat = b.reshape(-1, 1) if b_vector else b    # (k, 1): a column vector
