@@ -35,22 +35,26 @@ using StridedMicroKernel = void (*)(int64_t kc, const T* a, int64_t rs_a, int64_
                                     const T* b, int64_t ldb, T* c, int64_t ldc, T alpha, T beta,
                                     int64_t rows, int64_t cols);
 
+// Every path's two entry points (MicroKernel, StridedMicroKernel), for float and double.
+#define RANVIER_DECLARE_GEMM_MICRO_KERNELS                                                      \
+  void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,         \
+                    float alpha, float beta, int64_t rows, int64_t cols);                      \
+  void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,      \
+                    double alpha, double beta, int64_t rows, int64_t cols);                    \
+  void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a,            \
+                            const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,   \
+                            float beta, int64_t rows, int64_t cols);                           \
+  void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,           \
+                            const double* b, int64_t ldb, double* c, int64_t ldc,              \
+                            double alpha, double beta, int64_t rows, int64_t cols);
+
 // Portable C++ (any CPU): 4 rows x 16 bytes * 2 of columns (4 x 8 floats, 4 x 4 doubles):
 // 8 SSE accumulators on x86-64, the baseline the compiler may assume.
 namespace portable {
 constexpr int64_t kMR = 4;
 template <typename T>
 constexpr int64_t kNR = 32 / static_cast<int64_t>(sizeof(T));
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                  float beta, int64_t rows, int64_t cols);
-void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
-                  double alpha, double beta, int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
-                          int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
-                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
-                          double beta, int64_t rows, int64_t cols);
+RANVIER_DECLARE_GEMM_MICRO_KERNELS
 }  // namespace portable
 
 #if RANVIER_GEMM_X86
@@ -61,16 +65,7 @@ namespace avx2 {
 constexpr int64_t kMR = 6;
 template <typename T>
 constexpr int64_t kNR = 64 / static_cast<int64_t>(sizeof(T));
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                  float beta, int64_t rows, int64_t cols);
-void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
-                  double alpha, double beta, int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
-                          int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
-                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
-                          double beta, int64_t rows, int64_t cols);
+RANVIER_DECLARE_GEMM_MICRO_KERNELS
 }  // namespace avx2
 
 // AVX-512F: 12 rows x 2 zmm registers of columns (12 x 32 floats, 12 x 16 doubles): 24 zmm
@@ -80,17 +75,10 @@ namespace avx512 {
 constexpr int64_t kMR = 12;
 template <typename T>
 constexpr int64_t kNR = 128 / static_cast<int64_t>(sizeof(T));
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
-                  float beta, int64_t rows, int64_t cols);
-void micro_kernel(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
-                  double alpha, double beta, int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                          int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
-                          int64_t rows, int64_t cols);
-void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_a,
-                          const double* b, int64_t ldb, double* c, int64_t ldc, double alpha,
-                          double beta, int64_t rows, int64_t cols);
+RANVIER_DECLARE_GEMM_MICRO_KERNELS
 }  // namespace avx512
 #endif
+
+#undef RANVIER_DECLARE_GEMM_MICRO_KERNELS
 
 }  // namespace ranvier::cpu::gemm_kernels

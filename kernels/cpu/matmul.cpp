@@ -110,6 +110,40 @@ void micro_kernel_strided(int64_t kc, const double* a, int64_t rs_a, int64_t cs_
 const char* gemm_path() { return simd_path_name(simd_path()); }
 const char* gemm_path_requested() { return simd_path_requested(); }
 
+// --- the micro-kernels of the CPU's path, for the drivers below ------------------------------
+
+namespace {
+
+// One path's micro-tile (MR x NR, compile-time, as the drivers' templates need) and its two
+// micro-kernel entry points: over packed strips (the blocked driver) and over strided
+// operands (the small path).
+template <typename T, int64_t MR_, int64_t NR_>
+struct GemmPath {
+  static constexpr int64_t MR = MR_, NR = NR_;
+  gk::MicroKernel<T> packed;
+  gk::StridedMicroKernel<T> strided;
+};
+
+// run(path) with the GemmPath of simd_path(): the one switch over the paths.
+template <typename T, typename Run>
+decltype(auto) on_gemm_path(Run&& run) {
+  switch (simd_path()) {
+#if RANVIER_GEMM_X86
+    case SimdPath::avx512:
+      return run(GemmPath<T, gk::avx512::kMR, gk::avx512::kNR<T>>{gk::avx512::micro_kernel,
+                                                                   gk::avx512::micro_kernel_strided});
+    case SimdPath::avx2:
+      return run(GemmPath<T, gk::avx2::kMR, gk::avx2::kNR<T>>{gk::avx2::micro_kernel,
+                                                               gk::avx2::micro_kernel_strided});
+#endif
+    default:
+      return run(GemmPath<T, gk::portable::kMR, gk::portable::kNR<T>>{
+          gk::portable::micro_kernel, gk::portable::micro_kernel_strided});
+  }
+}
+
+}  // namespace
+
 // --- block sizes from the caches --------------------------------------------------------------
 
 CacheSizes cache_sizes() {
@@ -161,13 +195,9 @@ template <typename T>
 GemmBlocking gemm_blocking() {
   static const GemmBlocking blocking = [] {
     const int64_t bytes = static_cast<int64_t>(sizeof(T));
-    switch (simd_path()) {
-#if RANVIER_GEMM_X86
-      case SimdPath::avx512: return compute_blocking(bytes, gk::avx512::kMR, gk::avx512::kNR<T>);
-      case SimdPath::avx2: return compute_blocking(bytes, gk::avx2::kMR, gk::avx2::kNR<T>);
-#endif
-      default: return compute_blocking(bytes, gk::portable::kMR, gk::portable::kNR<T>);
-    }
+    return on_gemm_path<T>([&](auto path) {
+      return compute_blocking(bytes, decltype(path)::MR, decltype(path)::NR);
+    });
   }();
   return blocking;
 }
@@ -511,45 +541,17 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
     return;
   }
   const GemmBlocking& blocking = gemm_blocking<T>();
-  if (gemm_is_small(blocking, m, n, k)) {
-    switch (simd_path()) {
-#if RANVIER_GEMM_X86
-      case SimdPath::avx512:
-        gemm_small<T, gk::avx512::kMR, gk::avx512::kNR<T>>(gk::avx512::micro_kernel_strided,
-                                                           trans_a, trans_b, m, n, k, alpha, a,
-                                                           lda, b, ldb, beta, c, ldc);
-        return;
-      case SimdPath::avx2:
-        gemm_small<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel_strided, trans_a,
-                                                       trans_b, m, n, k, alpha, a, lda, b, ldb,
-                                                       beta, c, ldc);
-        return;
-#endif
-      default:
-        gemm_small<T, gk::portable::kMR, gk::portable::kNR<T>>(
-            gk::portable::micro_kernel_strided, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
-            beta, c, ldc);
-        return;
+  const bool small_path = gemm_is_small(blocking, m, n, k);
+  on_gemm_path<T>([&](auto path) {
+    using Path = decltype(path);
+    if (small_path) {
+      gemm_small<T, Path::MR, Path::NR>(path.strided, trans_a, trans_b, m, n, k, alpha, a, lda, b,
+                                        ldb, beta, c, ldc);
+    } else {
+      gemm_blocked<T, Path::MR, Path::NR>(path.packed, blocking, trans_a, trans_b, m, n, k, alpha,
+                                          a, lda, b, ldb, beta, c, ldc);
     }
-  }
-  switch (simd_path()) {
-#if RANVIER_GEMM_X86
-    case SimdPath::avx512:
-      gemm_blocked<T, gk::avx512::kMR, gk::avx512::kNR<T>>(
-          gk::avx512::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
-          beta, c, ldc);
-      return;
-    case SimdPath::avx2:
-      gemm_blocked<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel, blocking, trans_a,
-                                                        trans_b, m, n, k, alpha, a, lda, b, ldb,
-                                                        beta, c, ldc);
-      return;
-#endif
-    default:
-      gemm_blocked<T, gk::portable::kMR, gk::portable::kNR<T>>(
-          gk::portable::micro_kernel, blocking, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
-          beta, c, ldc);
-  }
+  });
 }
 
 // C (m, n) = alpha * op(A) (m, k) @ B (k, n) + beta * C, B packed by `b` (gemm_b_packer.h).
@@ -563,24 +565,11 @@ void gemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, T alpha, const
   }
   const GemmBlocking& blocking = gemm_blocking<T>();
   const PackerB<T> packer{b};
-  switch (simd_path()) {
-#if RANVIER_GEMM_X86
-    case SimdPath::avx512:
-      gemm_blocked<T, gk::avx512::kMR, gk::avx512::kNR<T>>(gk::avx512::micro_kernel, blocking,
-                                                            trans_a, m, n, k, alpha, a, lda,
-                                                            packer, beta, c, ldc);
-      return;
-    case SimdPath::avx2:
-      gemm_blocked<T, gk::avx2::kMR, gk::avx2::kNR<T>>(gk::avx2::micro_kernel, blocking, trans_a,
-                                                        m, n, k, alpha, a, lda, packer, beta, c,
-                                                        ldc);
-      return;
-#endif
-    default:
-      gemm_blocked<T, gk::portable::kMR, gk::portable::kNR<T>>(gk::portable::micro_kernel,
-                                                                blocking, trans_a, m, n, k, alpha,
-                                                                a, lda, packer, beta, c, ldc);
-  }
+  on_gemm_path<T>([&](auto path) {
+    using Path = decltype(path);
+    gemm_blocked<T, Path::MR, Path::NR>(path.packed, blocking, trans_a, m, n, k, alpha, a, lda,
+                                        packer, beta, c, ldc);
+  });
 }
 
 // C[i] (m, n) = op(A[i]) @ op(B[i]) for i < batch; A[i] at a + i*stride_a, B[i] at b + i*stride_b.
