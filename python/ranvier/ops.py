@@ -112,6 +112,18 @@ def gelu_backward(x, grad_output, approximate="none", out=None):
 # weight (out_features, in_features), y = x @ weight.T + bias.
 
 
+def _matmul_dims(op, a, b, a_mat, b_mat, trans_a, trans_b):
+    """(m, n) of op(a_mat) @ op(b_mat) over their last two dimensions, after checking that
+    the inner dimensions agree; the error names a and b as the caller passed them."""
+    m, k = (a_mat.shape[-1], a_mat.shape[-2]) if trans_a else a_mat.shape[-2:]
+    k_b, n = (b_mat.shape[-1], b_mat.shape[-2]) if trans_b else b_mat.shape[-2:]
+    if k != k_b:
+        raise ValueError(f"{op}: a has shape {a.shape}{' (transposed)' if trans_a else ''} with "
+                         f"{k} columns but b has shape {b.shape}{' (transposed)' if trans_b else ''} "
+                         f"with {k_b} rows")
+    return m, n
+
+
 def _kernel_out(out, shape, op):
     """`out` (C-contiguous: output() checked it) reshaped to the kernel's `shape`, sharing its
     memory (the kernel writes into it)."""
@@ -161,27 +173,18 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
     if a.ndim == 2 and b.ndim == 2:
         # Two matrices, the common case (a layer's product, the 64x64 benchmark): no batch
         # dims to broadcast, so skip np.broadcast_shapes and _stacked (~5 us of a 64x64
-        # product's ~15 us). Same checks and messages as the general path below.
-        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
-        k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
-        if k != k_b:
-            raise ValueError(f"{op}: a has shape {a.shape}{' (transposed)' if trans_a else ''} "
-                             f"with {k} columns but b has shape {b.shape}"
-                             f"{' (transposed)' if trans_b else ''} with {k_b} rows")
+        # product's ~15 us).
+        trans_a, trans_b = bool(trans_a), bool(trans_b)
+        m, n = _matmul_dims(op, a, b, a, b, trans_a, trans_b)
         c = output(xp, (m, n), dtype, out, op)
-        _C.matmul(a, b, _kernel_out(c, (m, n), op), bool(trans_a), bool(trans_b))
+        _C.matmul(a, b, _kernel_out(c, (m, n), op), trans_a, trans_b)
         return c
     a_vector, b_vector = a.ndim == 1, b.ndim == 1
     a_mat = a.reshape(1, -1) if a_vector else a    # (1, k): a row vector
     b_mat = b.reshape(-1, 1) if b_vector else b    # (k, 1): a column vector
     trans_a = bool(trans_a) and not a_vector
     trans_b = bool(trans_b) and not b_vector
-    m, k = (a_mat.shape[-1], a_mat.shape[-2]) if trans_a else a_mat.shape[-2:]
-    k_b, n = (b_mat.shape[-1], b_mat.shape[-2]) if trans_b else b_mat.shape[-2:]
-    if k != k_b:
-        raise ValueError(f"{op}: a has shape {a.shape}{' (transposed)' if trans_a else ''} with "
-                         f"{k} columns but b has shape {b.shape}{' (transposed)' if trans_b else ''} "
-                         f"with {k_b} rows")
+    m, n = _matmul_dims(op, a, b, a_mat, b_mat, trans_a, trans_b)
     lead_a, lead_b = a_mat.shape[:-2], b_mat.shape[:-2]
     try:
         batch_shape = np.broadcast_shapes(lead_a, lead_b)
