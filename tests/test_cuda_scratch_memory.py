@@ -24,11 +24,13 @@ import pytest
 import ranvier
 from ranvier import _C, ops
 
-# x (N, C, H, W) = (8, 3, 9, 7), w (K, C, R, S) = (4, 3, 3, 3): dy (8, 4, 7, 5), no padding.
+# x (N, C, H, W) = (8, 3, 9, 7), w (K, C, R, S) = (5, 3, 3, 3): dy (8, 5, 7, 5), no padding.
 # conv2d_backward_weight splits these N*P*Q = 280 (image, pixel) terms into at least two
 # slices of images (conv.cu: a slice is at least 128 terms deep, and a weight this small makes
-# one GEMM block), whose partial weight gradients are its scratch.
-N, C, H, W, K, R, S = 8, 3, 9, 7, 4, 3, 3
+# one GEMM block), whose partial weight gradients are its scratch. K = 5 filters keeps the
+# shape on the implicit GEMM: 4 or fewer (with C <= 4) would go to the direct kernels, which
+# need no scratch.
+N, C, H, W, K, R, S = 8, 3, 9, 7, 5, 3, 3
 P, Q = H - R + 1, W - S + 1
 
 
