@@ -163,12 +163,15 @@ struct PaddedImages {
   }
 };
 
-// Every micro-tile width the GEMM's paths use (gemm_micro_kernels.h), which packer_for
-// dispatches on.
-static_assert(gemm_kernels::portable::kNR<float> == 8 && gemm_kernels::portable::kNR<double> == 4);
+// packer_for's switch covers every gemm path's micro-tile width (gemm_micro_kernels.h).
+constexpr bool packable_width(int64_t nr) { return nr == 4 || nr == 8 || nr == 16 || nr == 32; }
+static_assert(packable_width(gemm_kernels::portable::kNR<float>) &&
+              packable_width(gemm_kernels::portable::kNR<double>));
 #if RANVIER_GEMM_X86
-static_assert(gemm_kernels::avx2::kNR<float> == 16 && gemm_kernels::avx2::kNR<double> == 8);
-static_assert(gemm_kernels::avx512::kNR<float> == 32 && gemm_kernels::avx512::kNR<double> == 16);
+static_assert(packable_width(gemm_kernels::avx2::kNR<float>) &&
+              packable_width(gemm_kernels::avx2::kNR<double>));
+static_assert(packable_width(gemm_kernels::avx512::kNR<float>) &&
+              packable_width(gemm_kernels::avx512::kNR<double>));
 #endif
 
 // The BPanelPacker of a packer object with `template <int64_t NR> pack_strips(p0, j0, kc, nc,
@@ -359,17 +362,6 @@ struct TransposedImageColumns {
   }
 };
 
-// ImageColumns::pack's switch (and TransposedImageColumns's) covers every gemm path's
-// micro-tile width.
-constexpr bool packable_width(int64_t nr) { return nr == 4 || nr == 8 || nr == 16 || nr == 32; }
-static_assert(packable_width(gemm_kernels::portable::kNR<float>) &&
-              packable_width(gemm_kernels::portable::kNR<double>));
-#if RANVIER_GEMM_X86
-static_assert(packable_width(gemm_kernels::avx2::kNR<float>) &&
-              packable_width(gemm_kernels::avx2::kNR<double>));
-static_assert(packable_width(gemm_kernels::avx512::kNR<float>) &&
-              packable_width(gemm_kernels::avx512::kNR<double>));
-#endif
 
 // dx_group (C/g, H, W) = the column buffer's (C/g*R*S, P*Q; rows `ld` apart) entries added
 // back onto their input pixels (overwrites dx_group). Threads own whole channels, so no two
