@@ -425,36 +425,6 @@ void scatter_block(const Conv2dShape& s, const Geometry& g, const T* block, int6
   }
 }
 
-// Runs body(chunk, begin, end, buffer) over `chunks` contiguous pieces of [0, count), the
-// chunks in parallel, each with its own buffer of buffer_size elements. One chunk runs on
-// the calling thread, leaving gemm free to use every thread. The buffers are allocated
-// here, before any parallel region, so that running out of memory raises std::bad_alloc
-// to the caller instead of escaping an OpenMP region; they are left uninitialised (every
-// element is written before it is read), as zeroing megabytes per call would cost more
-// than the copies that fill them.
-template <typename T, typename Body>
-void for_each_chunk(int64_t count, int64_t chunks, int64_t cost_per_item, int64_t buffer_size,
-                    Body&& body) {
-  if (count == 0) return;
-  const std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(chunks * buffer_size)]);
-  if (chunks <= 1) {
-    body(int64_t{0}, int64_t{0}, count, buffers.get());
-    return;
-  }
-  parallel_for(chunks, cost_per_item * (count / chunks), [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t chunk = c_begin; chunk < c_end; ++chunk) {
-      body(chunk, count * chunk / chunks, count * (chunk + 1) / chunks,
-           buffers.get() + chunk * buffer_size);
-    }
-  });
-}
-
-// Split `count` independent units among the threads only when each thread gets at least one.
-int64_t chunk_count(int64_t count) {
-  const int64_t threads = max_threads();
-  return threads > 1 && count >= threads ? threads : 1;
-}
-
 }  // namespace
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
