@@ -50,6 +50,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "block_reduce.h"
 #include "conv_depthwise.h"
 #include "conv_valid_range.h"
 #include "gemm_b_packer.h"
@@ -524,8 +525,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
       for (int64_t k = k_begin; k < k_end; ++k) {
         double sum = 0.0;
         for (int64_t n = 0; n < s.batch; ++n) {
-          const T* dy_channel = dy + (n * s.out_channels + k) * g.out_pixels;
-          for (int64_t i = 0; i < g.out_pixels; ++i) sum += static_cast<double>(dy_channel[i]);
+          sum += sum_in_double(dy + (n * s.out_channels + k) * g.out_pixels, g.out_pixels);
         }
         dbias[k] = static_cast<T>(sum);
       }
