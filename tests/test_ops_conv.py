@@ -73,6 +73,10 @@ CASES_2D = {
     # and dilations on both axes, a multiplier of 3, batch 1 with odd sizes, a single-channel
     # image without groups, wide rows for the vectorised stride-1 loops, and a kernel that
     # only fits with padding. "single_channel_many_filters" (8 filters) takes the GEMM.
+    # Rows of 150 outputs take the kernels' blocks of 8 vectors and a narrower remainder
+    # (16 + 3 float vectors, 32 + 6 double on AVX2); padding beyond the kernel's reach cuts dy's
+    # first rows and columns out of the backward input's copy; a multiplier of 4 with stride
+    # 2 spreads four dy planes out for the backward input.
     "depthwise_stride_dilation_asymmetric": ((2, 3, 11, 10), (6, 1, 3, 2), (2, 3), ((2, 0), (1, 2)),
                                              ((2, 0), (1, 2)), (2, 1), 3, True),
     "depthwise_batch1_odd": ((1, 7, 13, 17), (7, 1, 5, 3), 1, (2, 1), ((2, 2), (1, 1)), 1, 7, False),
@@ -81,6 +85,11 @@ CASES_2D = {
     "depthwise_wide_rows": ((2, 2, 5, 37), (2, 1, 3, 3), 1, "same", ((1, 1), (1, 1)), 1, 2, True),
     "depthwise_kernel_larger_than_image": ((2, 2, 2, 3), (4, 1, 4, 4), 1, (1, 1), ((1, 1), (1, 1)),
                                            1, 2, True),
+    "depthwise_long_rows": ((1, 3, 4, 150), (3, 1, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 3, True),
+    "depthwise_padding_beyond_kernel": ((2, 2, 5, 6), (2, 1, 3, 2), 1, (3, 2), ((3, 3), (2, 2)), 1, 2,
+                                        True),
+    "depthwise_multiplier_4_stride_2": ((2, 2, 9, 10), (8, 1, 3, 3), 2, 1, ((1, 1), (1, 1)), 1, 2,
+                                        True),
     # C/g*R*S = 288 is more than gemm's 256-deep block, so the product is split along it.
     "deeper_than_one_gemm_block": ((2, 32, 9, 10), (13, 32, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
                                    True),
@@ -92,6 +101,7 @@ CASES_1D = {
     "dilation_groups": ((3, 6, 19), (4, 3, 3), 2, 2, ((2, 2),), 2, 2, True),
     "depthwise_no_bias": ((2, 4, 11), (4, 1, 5), 1, 2, ((2, 2),), 1, 4, False),
     "depthwise_stride_dilation": ((3, 5, 23), (10, 1, 4), 2, 1, ((1, 1),), 2, 5, True),
+    "depthwise_long": ((2, 4, 301), (8, 1, 7), 1, 3, ((3, 3),), 1, 4, True),
     "same_even_kernel": ((2, 4, 10), (3, 4, 6), 1, "same", ((2, 3),), 1, 1, True),
     "same_odd_dilated": ((2, 4, 10), (3, 4, 3), 1, "same", ((3, 3),), 3, 1, True),
     "asymmetric_padding": ((2, 2, 8), (3, 2, 3), 2, ((2, 0),), ((2, 0),), 1, 1, True),

@@ -3,35 +3,100 @@
 // (conv_depthwise.h).
 //
 // Such a GEMM has K/g (often 1) rows and a depth of only R*S (9 for a 3x3 kernel), so
-// packing its operands costs more than the arithmetic. Here every output row is instead a
-// sum of R*S shifted input rows, each scaled by one filter tap:
+// packing its operands costs more than the arithmetic. Here each output is instead a short
+// sum over the filter taps, for channel c = k / (K/g) of filter k:
 //
-//   forward          y[b, k, p, :] = bias[k] + sum over taps (r, s) of
+//   forward          y[b, k, p, q] = bias[k] + sum over taps (r, s) of
 //                                    w[k, 0, r, s] * x[b, c, p*stride_h + r*dil_h - pad_top,
-//                                                      (:)*stride_w + s*dil_w - pad_left]
-//   backward input   dx[b, c] += w[k, 0, r, s] * dy[b, k] moved back the same way, for the
-//                    K/g filters k of channel c's group
-//   backward weight  dw[k, 0, r, s] = sum over b, p, q of dy[b, k, p, q] * x[b, c, h, w]
+//                                                      q*stride_w + s*dil_w - pad_left]
+//   backward input   dx[b, c, h, v] = sum over the K/g filters k of channel c and taps (r, s)
+//                                     of w[k, 0, r, s] * dy[b, k, (h + pad_top - r*dil_h) / stride_h,
+//                                                         (v + pad_left - s*dil_w) / stride_w]
+//                                     (the terms whose divisions are exact and inside dy)
+//   backward weight  dw[k, 0, r, s] = sum over b, p, q of dy[b, k, p, q] * x[b, c, ...as forward]
 //
-// where c = k / (K/g) is filter k's input channel. The loops along an output row run over
-// the columns whose input lies inside the image (conv_valid_range.h), so there is no padding
-// test inside them, and with stride_w = 1 they are plain multiply-adds over contiguous rows
-// that the compiler vectorises.
+// Each plane a pass reads is first copied into a zero-padded layout (PlaneLayout) in which
+// the input of tap t for output pixel (p, q) lies at anchor(p, q) + offset[t], with
+// anchor(p, q) = p * row_step + q. The padding is written out (once per thread: only the
+// plane's own entries change from plane to plane), so that no inner loop tests a border,
+// and the inner loops are the kernels of conv_depthwise_kernels.h, vectorised along output
+// rows with many independent accumulators (conv_depthwise_simd.inc):
+//   - forward: x's plane with its padding. Columns are stored split into stride_w phases
+//     (column j at phase j % stride_w, position j / stride_w), so that a tap's inputs along
+//     an output row are consecutive for any stride.
+//   - backward input: a forward pass, with the taps turned around, over dy's planes spread
+//     out by the strides (zeros between the rows and columns of dy) and padded by
+//     dilation*(kernel - 1) - pad. With stride 1 that is dy padded; with stride 2 three in
+//     four of the products are with zeros, the price of one vectorised kernel for every
+//     stride.
+//   - backward weight: x's plane as in the forward pass, and dy's plane with its rows
+//     padded with zeros to whole vectors.
 //
-// Threads: forward over (image, filter) output planes, backward input over (image, channel)
-// input planes, backward weight over filters; each element is written by one thread, summed
-// in a fixed order: the results do not depend on the thread count.
+// Threads: forward and backward input over (image, channel) planes, backward weight over
+// channels (it sums over the images); each output element is computed by one thread in a
+// fixed order: the results do not depend on the thread count.
 #include "conv_depthwise.h"
 
 #include <algorithm>
+#include <cstring>
+#include <utility>
 #include <vector>
 
+#include "conv_depthwise_kernels.h"
 #include "conv_valid_range.h"
 #include "parallel.h"
+#include "ranvier/simd_path.h"
 
 namespace ranvier::cpu {
 
+// --- the portable kernels ----------------------------------------------------------------------
+
+namespace depthwise_kernels::portable {
+
 namespace {
+
+// 16-byte vectors as plain arrays: the loops have constant bounds, so the compiler keeps
+// them in registers and turns each operation into one SIMD instruction of the baseline
+// (SSE2 on x86-64, NEON on arm64).
+template <typename T>
+struct Simd {
+  static constexpr int kWidth = 16 / static_cast<int>(sizeof(T));
+  struct Reg {
+    T lane[kWidth];
+  };
+  static Reg zero() { return set1(T(0)); }
+  static Reg set1(T x) {
+    Reg r;
+    for (int i = 0; i < kWidth; ++i) r.lane[i] = x;
+    return r;
+  }
+  static Reg load(const T* p) {
+    Reg r;
+    std::memcpy(r.lane, p, sizeof(r.lane));
+    return r;
+  }
+  static void store(T* p, Reg v) { std::memcpy(p, v.lane, sizeof(v.lane)); }
+  static Reg fmadd(Reg a, Reg b, Reg c) {
+    for (int i = 0; i < kWidth; ++i) c.lane[i] += a.lane[i] * b.lane[i];
+    return c;
+  }
+};
+
+}  // namespace
+
+#define RANVIER_DEPTHWISE_TARGET
+#define RANVIER_DEPTHWISE_INLINE inline __attribute__((always_inline))
+
+#include "conv_depthwise_simd.inc"
+
+#undef RANVIER_DEPTHWISE_INLINE
+#undef RANVIER_DEPTHWISE_TARGET
+
+}  // namespace depthwise_kernels::portable
+
+namespace {
+
+namespace dk = depthwise_kernels;
 
 // With more filters per channel the GEMM wins, as it does for single-channel images with
 // many filters: one thread (AVX2), a 3x3 conv of (64, 1, 28, 28) images into 32 channels took
@@ -39,19 +104,106 @@ namespace {
 // depthwise, took 4.9 ms against 23 ms (forward; the backward passes alike).
 constexpr int64_t kMaxFiltersPerChannel = 4;
 
-// The sizes one filter tap (r, tap_col) needs: where its input starts relative to output pixel
-// (0, 0), and the output rows and columns whose input it finds inside the image.
-struct Tap {
-  int64_t row_offset, col_offset;  // input row of output row p: p*stride_h + row_offset
-  ValidRange rows, cols;
+// The path's kernels: AVX2 where the CPU has it (the AVX-512 path included), else portable.
+bool use_avx2_kernels() {
+#if RANVIER_SIMD_X86
+  static const bool avx2 = [] {
+    const CpuFeatures f = cpu_features();
+    return simd_path() != SimdPath::portable && f.avx2 && f.fma;
+  }();
+  return avx2;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+void tap_sums(const dk::TapSums<T>& args) {
+#if RANVIER_SIMD_X86
+  if (use_avx2_kernels()) return dk::avx2::tap_sums(args);
+#endif
+  dk::portable::tap_sums(args);
+}
+
+template <typename T>
+void tap_dots(const dk::TapDots<T>& args, double* sums) {
+#if RANVIER_SIMD_X86
+  if (use_avx2_kernels()) return dk::avx2::tap_dots(args, sums);
+#endif
+  dk::portable::tap_dots(args, sums);
+}
+
+int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// A zero-padded copy of one (height, width) source plane: entry (i, j) of the copy holds
+// src[(i - top) / step_h, (j - left) / step_w] where both divisions are exact and land inside
+// the plane, zero elsewhere (step > 1 spreads the plane out, as the backward input pass
+// needs). Column j is stored at phase j % phases, position j / phases, each phase
+// phase_length entries long: row i starts at i * row_length().
+//
+// Which entries hold the plane's values depends only on the layout, so a buffer is zeroed
+// once and copy_into_padded then writes those entries alone, plane after plane.
+struct PlaneLayout {
+  int64_t height, width;  // the source plane
+  int64_t top, left;      // where its (0, 0) lands; negative: its first rows/columns are cut
+  int64_t step_h, step_w;  // > 1: the source's rows/columns that far apart
+  int64_t rows;           // rows of the copy
+  int64_t phases;         // column phases of the copy
+  int64_t phase_length;   // entries per phase
+  int64_t row_length() const { return phases * phase_length; }
+  int64_t size() const { return rows * row_length(); }
 };
-Tap tap_of(const Conv2dShape& s, int64_t r, int64_t tap_col, int64_t out_h, int64_t out_w) {
-  Tap t;
-  t.row_offset = r * s.dilation_height - s.pad_top;
-  t.col_offset = tap_col * s.dilation_width - s.pad_left;
-  t.rows = valid_range(t.row_offset, s.stride_height, s.in_height, out_h);
-  t.cols = valid_range(t.col_offset, s.stride_width, s.in_width, out_w);
+
+template <typename T>
+void copy_into_padded(const PlaneLayout& l, const T* src, T* dst) {
+  const int64_t columns = l.row_length();
+  // The source rows and columns landing inside the copy: i = top + h * step_h in [0, rows),
+  // j = left + v * step_w in [0, columns).
+  const ValidRange h_range = valid_range(l.top, l.step_h, l.rows, l.height);
+  const ValidRange v_range = valid_range(l.left, l.step_w, columns, l.width);
+  for (int64_t h = h_range.lo; h < h_range.hi; ++h) {
+    const T* src_row = src + h * l.width;
+    T* dst_row = dst + (l.top + h * l.step_h) * columns;
+    if (l.phases == 1 && l.step_w == 1) {
+      std::copy(src_row + v_range.lo, src_row + v_range.hi, dst_row + l.left + v_range.lo);
+      continue;
+    }
+    for (int64_t v = v_range.lo; v < v_range.hi; ++v) {
+      const int64_t j = l.left + v * l.step_w;
+      dst_row[(j % l.phases) * l.phase_length + j / l.phases] = src_row[v];
+    }
+  }
+}
+
+// The layout of x's planes for the forward and weight-gradient passes, and the offsets of
+// the filter taps (r, s), in w's order, from an output pixel's anchor: output row p reads
+// the copy's rows from p * stride_h (row_step = stride_h * row_length) and output column q
+// phase (s*dil_w) % stride_w from position q + (s*dil_w) / stride_w. Rows are padded to
+// whole vectors up to round_up(Q, kRowAlign).
+struct InputTaps {
+  PlaneLayout layout;
+  int64_t row_step;
+  std::vector<int64_t> offsets;  // (R*S)
+};
+InputTaps input_taps(const Conv2dShape& s) {
+  const int64_t P = s.out_height(), Q = s.out_width(), sw = s.stride_width;
+  InputTaps t;
+  t.layout = PlaneLayout{s.in_height, s.in_width, s.pad_top, s.pad_left, 1, 1,
+                         (P - 1) * s.stride_height + (s.kernel_height - 1) * s.dilation_height + 1, sw,
+                         round_up(Q, dk::kRowAlign) + (s.kernel_width - 1) * s.dilation_width / sw};
+  t.row_step = s.stride_height * t.layout.row_length();
+  for (int64_t r = 0; r < s.kernel_height; ++r) {
+    for (int64_t tap_col = 0; tap_col < s.kernel_width; ++tap_col) {
+      const int64_t column = tap_col * s.dilation_width;
+      t.offsets.push_back(r * s.dilation_height * t.layout.row_length() +
+                          (column % sw) * t.layout.phase_length + column / sw);
+    }
+  }
   return t;
+}
+
+bool output_is_empty(const Conv2dShape& s) {
+  return s.batch == 0 || s.out_channels == 0 || s.out_height() <= 0 || s.out_width() <= 0;
 }
 
 }  // namespace
@@ -62,30 +214,22 @@ bool conv2d_is_depthwise(const Conv2dShape& s) {
 
 template <typename T>
 void depthwise_conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  const int64_t P = s.out_height(), Q = s.out_width(), R = s.kernel_height, S = s.kernel_width;
+  if (output_is_empty(s)) return;
+  const int64_t P = s.out_height(), Q = s.out_width(), RS = s.kernel_height * s.kernel_width;
   const int64_t filters_per_channel = s.out_channels / s.groups;
-  const int64_t in_pixels = s.in_height * s.in_width, sw = s.stride_width;
-  parallel_for(s.batch * s.out_channels, P * Q * R * S, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {  // plane = b * K + k
-      const int64_t b = plane / s.out_channels, k = plane % s.out_channels;
-      const T* image = x + (b * s.in_channels + k / filters_per_channel) * in_pixels;
-      const T* filter = w + k * R * S;
-      T* out = y + plane * P * Q;
-      std::fill(out, out + P * Q, bias != nullptr ? bias[k] : T(0));
-      for (int64_t r = 0; r < R; ++r) {
-        for (int64_t tap_col = 0; tap_col < S; ++tap_col) {
-          const Tap t = tap_of(s, r, tap_col, P, Q);
-          const T weight = filter[r * S + tap_col];
-          for (int64_t p = t.rows.lo; p < t.rows.hi; ++p) {
-            const T* in_row = image + (p * s.stride_height + t.row_offset) * s.in_width + t.col_offset;
-            T* out_row = out + p * Q;
-            if (sw == 1) {
-              for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) out_row[q] += weight * in_row[q];
-            } else {
-              for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) out_row[q] += weight * in_row[q * sw];
-            }
-          }
-        }
+  const InputTaps taps = input_taps(s);
+  const int64_t planes = s.batch * s.in_channels;  // (image, channel)
+  for_each_chunk<T>(planes, chunk_count(planes), filters_per_channel * P * Q * RS, taps.layout.size(),
+                    [&](int64_t, int64_t begin, int64_t end, T* padded) {
+    std::fill(padded, padded + taps.layout.size(), T(0));
+    for (int64_t plane = begin; plane < end; ++plane) {
+      copy_into_padded(taps.layout, x + plane * s.in_height * s.in_width, padded);
+      const int64_t b = plane / s.in_channels, c = plane % s.in_channels;
+      for (int64_t f = 0; f < filters_per_channel; ++f) {
+        const int64_t k = c * filters_per_channel + f;
+        tap_sums(dk::TapSums<T>{padded, taps.row_step, w + k * RS, taps.offsets.data(), RS,
+                                bias != nullptr ? bias[k] : T(0),
+                                y + (b * s.out_channels + k) * P * Q, P, Q});
       }
     }
   });
@@ -93,76 +237,81 @@ void depthwise_conv2d_forward(const Conv2dShape& s, const T* x, const T* w, cons
 
 template <typename T>
 void depthwise_conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
-  const int64_t P = s.out_height(), Q = s.out_width(), R = s.kernel_height, S = s.kernel_width;
+  const int64_t H = s.in_height, W = s.in_width, R = s.kernel_height, S = s.kernel_width;
+  if (output_is_empty(s)) {
+    std::fill(dx, dx + s.batch * s.in_channels * H * W, T(0));
+    return;
+  }
+  const int64_t P = s.out_height(), Q = s.out_width(), RS = R * S;
   const int64_t filters_per_channel = s.out_channels / s.groups;
-  const int64_t in_pixels = s.in_height * s.in_width, sw = s.stride_width;
-  parallel_for(s.batch * s.in_channels, in_pixels + filters_per_channel * P * Q * R * S,
-               [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {  // plane = b * C + channel
-      const int64_t b = plane / s.in_channels, channel = plane % s.in_channels;
-      T* grad_image = dx + plane * in_pixels;
-      std::fill(grad_image, grad_image + in_pixels, T(0));
-      for (int64_t f = 0; f < filters_per_channel; ++f) {
-        const int64_t k = channel * filters_per_channel + f;
-        const T* grad_out = dy + (b * s.out_channels + k) * P * Q;
-        const T* filter = w + k * R * S;
-        for (int64_t r = 0; r < R; ++r) {
-          for (int64_t tap_col = 0; tap_col < S; ++tap_col) {
-            const Tap t = tap_of(s, r, tap_col, P, Q);
-            const T weight = filter[r * S + tap_col];
-            for (int64_t p = t.rows.lo; p < t.rows.hi; ++p) {
-              T* in_row = grad_image + (p * s.stride_height + t.row_offset) * s.in_width + t.col_offset;
-              const T* out_row = grad_out + p * Q;
-              if (sw == 1) {
-                for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) in_row[q] += weight * out_row[q];
-              } else {
-                for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) in_row[q * sw] += weight * out_row[q];
-              }
-            }
-          }
-        }
+  // dy's planes spread out by the strides and padded so that dx is their stride-1
+  // correlation with the turned-around taps: copy row h + r'*dil_h, r' = R-1-r, holds dy's
+  // row (h + pad_top - r*dil_h) / stride_h (see the top of the file).
+  const PlaneLayout layout{P, Q, (R - 1) * s.dilation_height - s.pad_top, (S - 1) * s.dilation_width - s.pad_left,
+                           s.stride_height, s.stride_width, H + (R - 1) * s.dilation_height, 1,
+                           round_up(W, dk::kRowAlign) + (S - 1) * s.dilation_width};
+  // The K/g planes of a channel's filters lie one after another in the buffer; channel c's
+  // taps (f, r', s') run over them, with filter k = c*(K/g) + f's weights turned around.
+  std::vector<int64_t> offsets;
+  for (int64_t f = 0; f < filters_per_channel; ++f) {
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t tap_col = 0; tap_col < S; ++tap_col) {
+        offsets.push_back(f * layout.size() + r * s.dilation_height * layout.row_length() +
+                          tap_col * s.dilation_width);
       }
+    }
+  }
+  std::vector<T> turned(static_cast<size_t>(s.out_channels * RS));  // (K, R, S), taps reversed
+  for (int64_t k = 0; k < s.out_channels; ++k) std::reverse_copy(w + k * RS, w + (k + 1) * RS, turned.data() + k * RS);
+
+  const int64_t planes = s.batch * s.in_channels;  // (image, channel)
+  for_each_chunk<T>(planes, chunk_count(planes), filters_per_channel * H * W * RS,
+                    filters_per_channel * layout.size(), [&](int64_t, int64_t begin, int64_t end, T* padded) {
+    std::fill(padded, padded + filters_per_channel * layout.size(), T(0));
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t b = plane / s.in_channels, c = plane % s.in_channels;
+      for (int64_t f = 0; f < filters_per_channel; ++f) {
+        const int64_t k = c * filters_per_channel + f;
+        copy_into_padded(layout, dy + (b * s.out_channels + k) * P * Q, padded + f * layout.size());
+      }
+      tap_sums(dk::TapSums<T>{padded, layout.row_length(), turned.data() + c * filters_per_channel * RS,
+                              offsets.data(), filters_per_channel * RS, T(0), dx + plane * H * W, H, W});
     }
   });
 }
 
 template <typename T>
 void depthwise_conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw) {
-  const int64_t P = s.out_height(), Q = s.out_width(), R = s.kernel_height, S = s.kernel_width;
+  const int64_t RS = s.kernel_height * s.kernel_width;
+  if (output_is_empty(s)) {
+    std::fill(dw, dw + s.out_channels * RS, T(0));
+    return;
+  }
+  const int64_t P = s.out_height(), Q = s.out_width();
   const int64_t filters_per_channel = s.out_channels / s.groups;
-  const int64_t in_pixels = s.in_height * s.in_width, sw = s.stride_width;
-  // Per filter, one row of Q column sums: acc[q] collects dy * x over the images and output
-  // rows (a vectorisable multiply-add along the row), and is summed in double at the end.
-  // Allocated here, outside the parallel region, so that running out of memory raises.
-  std::vector<T> column_sums(static_cast<size_t>(s.out_channels * Q));
-  parallel_for(s.out_channels, s.batch * P * Q * R * S, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t channel = k / filters_per_channel;
-      T* acc = column_sums.data() + k * Q;
-      for (int64_t r = 0; r < R; ++r) {
-        for (int64_t tap_col = 0; tap_col < S; ++tap_col) {
-          const Tap t = tap_of(s, r, tap_col, P, Q);
-          std::fill(acc, acc + Q, T(0));
-          for (int64_t b = 0; b < s.batch; ++b) {
-            const T* image = x + (b * s.in_channels + channel) * in_pixels;
-            const T* grad_out = dy + (b * s.out_channels + k) * P * Q;
-            for (int64_t p = t.rows.lo; p < t.rows.hi; ++p) {
-              const T* in_row = image + (p * s.stride_height + t.row_offset) * s.in_width + t.col_offset;
-              const T* out_row = grad_out + p * Q;
-              if (sw == 1) {
-                for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) acc[q] += out_row[q] * in_row[q];
-              } else {
-                for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) acc[q] += out_row[q] * in_row[q * sw];
-              }
-            }
-          }
-          double sum = 0.0;
-          for (int64_t q = t.cols.lo; q < t.cols.hi; ++q) sum += static_cast<double>(acc[q]);
-          dw[k * R * S + r * S + tap_col] = static_cast<T>(sum);
+  const InputTaps taps = input_taps(s);
+  // dy's plane, each row padded with zeros to whole vectors (zeroed once, like the padding).
+  const int64_t grad_row = round_up(Q, dk::kRowAlign);
+  const int64_t buffer = taps.layout.size() + P * grad_row;
+  std::vector<double> sums(static_cast<size_t>(s.out_channels * RS), 0.0);
+  for_each_chunk<T>(s.in_channels, chunk_count(s.in_channels), s.batch * filters_per_channel * P * Q * RS,
+                    buffer, [&](int64_t, int64_t begin, int64_t end, T* padded) {
+    std::fill(padded, padded + buffer, T(0));
+    T* grad = padded + taps.layout.size();
+    for (int64_t c = begin; c < end; ++c) {
+      for (int64_t b = 0; b < s.batch; ++b) {
+        copy_into_padded(taps.layout, x + (b * s.in_channels + c) * s.in_height * s.in_width, padded);
+        for (int64_t f = 0; f < filters_per_channel; ++f) {
+          const int64_t k = c * filters_per_channel + f;
+          const T* plane = dy + (b * s.out_channels + k) * P * Q;
+          for (int64_t p = 0; p < P; ++p) std::copy(plane + p * Q, plane + (p + 1) * Q, grad + p * grad_row);
+          tap_dots(dk::TapDots<T>{padded, taps.row_step, taps.offsets.data(), RS, grad, P, grad_row},
+                   sums.data() + k * RS);
         }
       }
     }
   });
+  for (int64_t i = 0; i < s.out_channels * RS; ++i) dw[i] = static_cast<T>(sums[i]);
 }
 
 #define RANVIER_INSTANTIATE_DEPTHWISE(T)                                                          \
