@@ -148,7 +148,7 @@ struct PlaneLayout {
   int64_t top, left;      // where its (0, 0) lands; negative: its first rows/columns are cut
   int64_t step_h, step_w;  // > 1: the source's rows/columns that far apart
   int64_t rows;           // rows of the copy
-  int64_t phases;         // column phases of the copy
+  int64_t phases;         // column phases of the copy (> 1 only with step_w == 1)
   int64_t phase_length;   // entries per phase
   int64_t row_length() const { return phases * phase_length; }
   int64_t size() const { return rows * row_length(); }
@@ -164,13 +164,33 @@ void copy_into_padded(const PlaneLayout& l, const T* src, T* dst) {
   for (int64_t h = h_range.lo; h < h_range.hi; ++h) {
     const T* src_row = src + h * l.width;
     T* dst_row = dst + (l.top + h * l.step_h) * columns;
-    if (l.phases == 1 && l.step_w == 1) {
-      std::copy(src_row + v_range.lo, src_row + v_range.hi, dst_row + l.left + v_range.lo);
+    if (l.phases == 1) {  // the row's run, contiguous or spread out
+      if (l.step_w == 1) {
+        std::copy(src_row + v_range.lo, src_row + v_range.hi, dst_row + l.left + v_range.lo);
+      } else {
+        for (int64_t v = v_range.lo; v < v_range.hi; ++v) dst_row[l.left + v * l.step_w] = src_row[v];
+      }
       continue;
     }
-    for (int64_t v = v_range.lo; v < v_range.hi; ++v) {
-      const int64_t j = l.left + v * l.step_w;
-      dst_row[(j % l.phases) * l.phase_length + j / l.phases] = src_row[v];
+    // Column j = left + v (step 1) goes to phase j % phases, position j / phases.
+    int64_t v = v_range.lo;
+    int64_t phase = (l.left + v) % l.phases, position = (l.left + v) / l.phases;
+    if (l.phases == 2) {  // stride 2, the common case: pairs of columns, which the compiler
+                          // vectorises as loads split into even and odd lanes
+      T* even = dst_row;
+      T* odd = dst_row + l.phase_length;
+      if (phase == 1 && v < v_range.hi) odd[position++] = src_row[v++];
+      const int64_t pairs = (v_range.hi - v) / 2;
+      for (int64_t i = 0; i < pairs; ++i) {
+        even[position + i] = src_row[v + 2 * i];
+        odd[position + i] = src_row[v + 2 * i + 1];
+      }
+      if (v + 2 * pairs < v_range.hi) even[position + pairs] = src_row[v + 2 * pairs];
+      continue;
+    }
+    for (; v < v_range.hi; ++v) {  // walked along the row without a division per element
+      dst_row[phase * l.phase_length + position] = src_row[v];
+      if (++phase == l.phases) phase = 0, ++position;
     }
   }
 }
