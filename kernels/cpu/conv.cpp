@@ -41,7 +41,7 @@
 // (the result depends on the thread count only through rounding, and is reproducible for a
 // given count).
 //
-// Depthwise convolutions (one input channel and at most 4 filters per group) go to
+// Depthwise convolutions (one input channel and at most 8 filters per group) go to
 // conv_depthwise.cpp instead: their GEMMs would have a few rows and be only R*S deep.
 //
 // All the other arithmetic happens in gemm: a faster gemm speeds up convolution unchanged.

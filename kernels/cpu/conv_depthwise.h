@@ -8,8 +8,8 @@
 
 namespace ranvier::cpu {
 
-// C/g == 1 and K/g <= 4: depthwise convolutions with a channel multiplier of at most 4
-// (single-channel images with up to 4 filters included).
+// C/g == 1 and K/g <= 8: depthwise convolutions with a channel multiplier of at most 8
+// (single-channel images with up to 8 filters included).
 bool conv2d_is_depthwise(const Conv2dShape& s);
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, 1, R, S)) + bias (K); bias may be null.
