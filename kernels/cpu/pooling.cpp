@@ -8,7 +8,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "parallel.h"
 #include "ranvier/pooling_math.h"
@@ -23,32 +26,87 @@ int64_t window_cost(const Pool2dGeometry& g) {
   return std::max<int64_t>(1, g.out_h * g.out_w * g.kernel_h * g.kernel_w);
 }
 
+// As PyTorch: a window's maximum starts from -inf at the window's first real element; a
+// strictly larger value or a NaN takes over, so the first maximum wins ties and NaN
+// propagates. Selects rather than branches: on real data which element wins is
+// unpredictable, and a mispredicted branch per window costs more than the window.
+// The selects are written as masks on the bits: compilers turn `? :` on these into
+// branches (GCC 13 did, for both `||` and `|` conditions), which mispredict on real data.
+template <typename T>
+inline void take_if_larger(T value, int64_t index, T& best, int64_t& best_index) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const bool takes_over = (value > best) | (value != value);
+  const Bits mask = Bits{0} - static_cast<Bits>(takes_over);
+  Bits value_bits, best_bits;
+  std::memcpy(&value_bits, &value, sizeof(T));
+  std::memcpy(&best_bits, &best, sizeof(T));
+  best_bits = (value_bits & mask) | (best_bits & ~mask);
+  std::memcpy(&best, &best_bits, sizeof(T));
+  const uint64_t index_mask = uint64_t{0} - static_cast<uint64_t>(takes_over);
+  best_index = static_cast<int64_t>((static_cast<uint64_t>(index) & index_mask) |
+                                    (static_cast<uint64_t>(best_index) & ~index_mask));
+}
+
+// Every window of the plane lies inside it (no padding, no dilation, none cut by ceil_mode).
+bool windows_inside(const Pool2dGeometry& g) {
+  return g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1 &&
+         (g.out_h - 1) * g.stride_h + g.kernel_h <= g.in_h && (g.out_w - 1) * g.stride_w + g.kernel_w <= g.in_w;
+}
+
+// One plane's max pooling when every window lies inside it, for a KH x KW kernel known at
+// compile time: the window loops unroll, with no bounds to compute per window. The general
+// loop below spends most of its time on its loop bookkeeping for windows of 4 or 9 elements.
+template <typename T, int KH, int KW>
+void max_pool_plane_inside(const Pool2dGeometry& g, const T* xp, T* yp, int64_t* ip) {
+  // Locals: the stores to yp and ip could alias g as far as the compiler knows.
+  const int64_t out_h = g.out_h, out_w = g.out_w, in_w = g.in_w, stride_h = g.stride_h, stride_w = g.stride_w;
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    for (int64_t ow = 0; ow < out_w; ++ow) {
+      const int64_t first = oh * stride_h * in_w + ow * stride_w;
+      T best = -std::numeric_limits<T>::infinity();
+      int64_t best_index = first;
+      for (int kh = 0; kh < KH; ++kh) {
+        for (int kw = 0; kw < KW; ++kw) {
+          const int64_t index = first + kh * in_w + kw;
+          take_if_larger(xp[index], index, best, best_index);
+        }
+      }
+      yp[oh * out_w + ow] = best;
+      ip[oh * out_w + ow] = best_index;
+    }
+  }
+}
+
 }  // namespace
 
 // x (planes, in_h, in_w) -> y, indices (planes, out_h, out_w)
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  using PlaneKernel = void (*)(const Pool2dGeometry&, const T*, T*, int64_t*);
+  PlaneKernel inside = nullptr;  // the common kernels' fast path, where it applies
+  if (windows_inside(g)) {
+    if (g.kernel_h == 2 && g.kernel_w == 2) inside = max_pool_plane_inside<T, 2, 2>;
+    if (g.kernel_h == 3 && g.kernel_w == 3) inside = max_pool_plane_inside<T, 3, 3>;
+    if (g.kernel_h == 1 && g.kernel_w == 2) inside = max_pool_plane_inside<T, 1, 2>;  // max_pool1d
+    if (g.kernel_h == 1 && g.kernel_w == 3) inside = max_pool_plane_inside<T, 1, 3>;
+  }
   parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const T* xp = x + p * in_plane;
+      if (inside != nullptr) {
+        inside(g, xp, y + p * out_plane, indices + p * out_plane);
+        continue;
+      }
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
         const PoolWindowAxis rows = pool_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
           const PoolWindowAxis cols = pool_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
-          // As PyTorch: start from -inf at the window's first real element; a strictly larger
-          // value or a NaN takes over, so the first maximum wins ties and NaN propagates.
           T best = -std::numeric_limits<T>::infinity();
           int64_t best_index = rows.first * g.in_w + cols.first;
           for (int64_t h = rows.first; h < rows.end; h += rows.step) {
             for (int64_t w = cols.first; w < cols.end; w += cols.step) {
-              const int64_t index = h * g.in_w + w;
-              const T value = xp[index];
-              // Selects rather than branches: on real data which element wins is
-              // unpredictable, and a mispredicted branch per window costs more than the window.
-              const bool takes_over = value > best || value != value;
-              best = takes_over ? value : best;
-              best_index = takes_over ? index : best_index;
+              take_if_larger(xp[h * g.in_w + w], h * g.in_w + w, best, best_index);
             }
           }
           y[p * out_plane + oh * g.out_w + ow] = best;
