@@ -31,7 +31,7 @@ int64_t window_cost(const Pool2dGeometry& g) {
 // propagates. Selects rather than branches: on real data which element wins is
 // unpredictable, and a mispredicted branch per window costs more than the window.
 // The selects are written as masks on the bits: compilers turn `? :` on these into
-// branches (GCC 13 did, for both `||` and `|` conditions), which mispredict on real data.
+// branches (GCC 12 did, for both `||` and `|` conditions), which mispredict on real data.
 template <typename T>
 inline void take_if_larger(T value, int64_t index, T& best, int64_t& best_index) {
   using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
