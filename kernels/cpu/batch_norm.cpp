@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "block_reduce.h"
 #include "parallel.h"
 
 namespace ranvier::cpu {
@@ -53,21 +54,17 @@ void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* 
   parallel_for(C, 4 * count, [&](int64_t c0, int64_t c1) {
     std::vector<Accum> sum(static_cast<size_t>(c1 - c0), 0.0);
     for_each_row(x, N, C, L, c0, c1, [&](int64_t, const T* row, int64_t k) {
-      Accum s = 0;
-      for (int64_t l = 0; l < L; ++l) s += static_cast<Accum>(row[l]);
-      sum[static_cast<size_t>(k)] += s;
+      sum[static_cast<size_t>(k)] += sum_in_double(row, L);
     });
     std::vector<Accum> mean(sum.size());
     for (size_t k = 0; k < sum.size(); ++k) mean[k] = sum[k] / static_cast<Accum>(count);
     std::vector<Accum> squares(sum.size(), 0.0);
     for_each_row(x, N, C, L, c0, c1, [&](int64_t, const T* row, int64_t k) {
       const Accum m = mean[static_cast<size_t>(k)];
-      Accum s = 0;
-      for (int64_t l = 0; l < L; ++l) {
+      squares[static_cast<size_t>(k)] += sum_in_double_of(L, [&](int64_t l) {
         const Accum d = static_cast<Accum>(row[l]) - m;
-        s += d * d;
-      }
-      squares[static_cast<size_t>(k)] += s;
+        return d * d;
+      });
     });
     for (int64_t c = c0; c < c1; ++c) {
       const size_t k = static_cast<size_t>(c - c0);
@@ -117,14 +114,10 @@ void batch_norm_backward(const T* dy, const T* x, const T* save_mean, const T* s
         const Accum m = static_cast<Accum>(save_mean[c]);
         const T* xr = x + (n * C + c) * L;
         const T* dyr = dy + (n * C + c) * L;
-        Accum s = 0, sx = 0;
-        for (int64_t l = 0; l < L; ++l) {
-          const Accum g = static_cast<Accum>(dyr[l]);
-          s += g;
-          sx += g * (static_cast<Accum>(xr[l]) - m);
-        }
-        sum_dy[k] += s;
-        sum_dy_xmu[k] += sx;
+        sum_dy[k] += sum_in_double(dyr, L);
+        sum_dy_xmu[k] += sum_in_double_of(L, [&](int64_t l) {
+          return static_cast<Accum>(dyr[l]) * (static_cast<Accum>(xr[l]) - m);
+        });
       }
     }
     for (int64_t c = c0; c < c1; ++c) {
