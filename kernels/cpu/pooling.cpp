@@ -13,6 +13,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/pooling_math.h"
 
@@ -194,10 +195,10 @@ void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int
         const int64_t h0 = adaptive_bin_start(oh, in_h, out_h), h1 = adaptive_bin_end(oh, in_h, out_h);
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t w0 = adaptive_bin_start(ow, in_w, out_w), w1 = adaptive_bin_end(ow, in_w, out_w);
+          // Bins can be whole planes (global average pooling): each row's part is summed
+          // over block_reduce.h's independent partial sums.
           Accum sum = 0;
-          for (int64_t h = h0; h < h1; ++h) {
-            for (int64_t w = w0; w < w1; ++w) sum += static_cast<Accum>(xp[h * in_w + w]);
-          }
+          for (int64_t h = h0; h < h1; ++h) sum += sum_in_double(xp + h * in_w + w0, w1 - w0);
           y[p * out_plane + oh * out_w + ow] = static_cast<T>(sum / static_cast<Accum>((h1 - h0) * (w1 - w0)));
         }
       }
