@@ -1,6 +1,6 @@
 // Which SIMD instruction set the CPU kernels use: one choice per process, shared by the GEMM
-// micro-kernels (matmul.cpp) and the vectorised math (vector_math.cpp), so that
-// RANVIER_CPU_PATH forces both.
+// micro-kernels (matmul.cpp), the vectorised math (vector_math.cpp) and the depthwise
+// convolution kernels (conv_depthwise.cpp), so that RANVIER_CPU_PATH forces them all.
 #pragma once
 
 // The SIMD paths need GCC/Clang target attributes and x86-64 intrinsics.
