@@ -13,7 +13,6 @@
 #include <limits>
 #include <type_traits>
 
-#include "block_reduce.h"
 #include "parallel.h"
 #include "ranvier/pooling_math.h"
 
@@ -195,15 +194,7 @@ void adaptive_avg_pool2d_forward(int64_t planes, int64_t in_h, int64_t in_w, int
         const int64_t h0 = adaptive_bin_start(oh, in_h, out_h), h1 = adaptive_bin_end(oh, in_h, out_h);
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t w0 = adaptive_bin_start(ow, in_w, out_w), w1 = adaptive_bin_end(ow, in_w, out_w);
-          // Bins can be whole planes (global average pooling): summed over block_reduce.h's
-          // independent partial sums, in one run where the bin spans whole rows.
-          Accum sum = 0;
-          if (w1 - w0 == in_w) {
-            sum = sum_in_double(xp + h0 * in_w, (h1 - h0) * in_w);
-          } else {
-            for (int64_t h = h0; h < h1; ++h) sum += sum_in_double(xp + h * in_w + w0, w1 - w0);
-          }
-          y[p * out_plane + oh * out_w + ow] = static_cast<T>(sum / static_cast<Accum>((h1 - h0) * (w1 - w0)));
+          y[p * out_plane + oh * out_w + ow] = static_cast<T>(adaptive_bin_mean(xp, in_w, h0, h1, w0, w1));
         }
       }
     }

@@ -149,11 +149,7 @@ __global__ void adaptive_avg_pool2d_forward_kernel(int64_t planes, int64_t in_h,
     const T* xp = x + p * in_h * in_w;
     const int64_t h0 = adaptive_bin_start(oh, in_h, out_h), h1 = adaptive_bin_end(oh, in_h, out_h);
     const int64_t w0 = adaptive_bin_start(ow, in_w, out_w), w1 = adaptive_bin_end(ow, in_w, out_w);
-    Accum sum = 0;
-    for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t w = w0; w < w1; ++w) sum += static_cast<Accum>(xp[h * in_w + w]);
-    }
-    y[o] = static_cast<T>(sum / static_cast<Accum>((h1 - h0) * (w1 - w0)));
+    y[o] = static_cast<T>(adaptive_bin_mean(xp, in_w, h0, h1, w0, w1));  // the CPU's sum order
   }
 }
 

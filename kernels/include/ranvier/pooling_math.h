@@ -8,6 +8,7 @@
 // ascending order, the order in which the CPU's scatter adds them).
 #pragma once
 #include "ranvier/common.h"
+#include "ranvier/sum_math.h"
 
 namespace ranvier {
 
@@ -54,6 +55,21 @@ RANVIER_HD double avg_pool_divisor(const AvgPoolWindowAxis& rows, const AvgPoolW
 RANVIER_HD int64_t adaptive_bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 RANVIER_HD int64_t adaptive_bin_end(int64_t i, int64_t in, int64_t out) {
   return ((i + 1) * in + out - 1) / out;
+}
+
+// The mean of one adaptive bin, rows [h0, h1) x columns [w0, w1) of a plane in_w wide, in
+// double. Bins can be whole planes (global average pooling), so runs of consecutive elements
+// are summed with sum_math.h's partial sums: the whole bin where it spans whole rows, else
+// each row's part, the rows added in order.
+template <typename T>
+RANVIER_HD double adaptive_bin_mean(const T* plane, int64_t in_w, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+  double sum = 0.0;
+  if (w1 - w0 == in_w) {
+    sum = sum_in_double(plane + h0 * in_w, (h1 - h0) * in_w);
+  } else {
+    for (int64_t h = h0; h < h1; ++h) sum += sum_in_double(plane + h * in_w + w0, w1 - w0);
+  }
+  return sum / static_cast<double>((h1 - h0) * (w1 - w0));
 }
 
 // Floor division for a possibly negative numerator (denominator > 0).
