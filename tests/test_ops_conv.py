@@ -92,6 +92,22 @@ CASES_2D = {
                                         True),
     "depthwise_multiplier_4_stride_2": ((2, 2, 9, 10), (8, 1, 3, 3), 2, 1, ((1, 1), (1, 1)), 1, 2,
                                         True),
+    # With stride 1 the input gradient is the forward implicit GEMM of dy with the filters
+    # rotated and (per group) transposed, padded dilation*(R-1) - pad per side: groups with
+    # one filter each (the transformed convolution then has one input channel per group,
+    # which must still take the GEMM), groups over image blocks, padding at the limit of
+    # dilation*(R-1) on one side and none on the other, and dilation with uneven padding.
+    # "1x1_padded" (padding beyond R-1), the strided cases, and "valid" and
+    # "kernel_equals_input" (P*Q well below H*W: the transformed convolution would mostly
+    # multiply zeros) keep the col2im path.
+    "stride1_groups_one_filter_each": ((2, 6, 7, 8), (3, 2, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 3,
+                                       True),
+    "stride1_groups_image_blocks": ((40, 6, 5, 6), (4, 3, 3, 2), 1, (1, (1, 0)),
+                                    ((1, 1), (1, 0)), 1, 2, True),
+    "stride1_padding_limits": ((2, 3, 6, 7), (5, 3, 3, 4), 1, ((2, 0), (0, 3)), ((2, 0), (0, 3)),
+                               1, 1, True),
+    "stride1_dilation_uneven_padding": ((2, 3, 10, 11), (4, 3, 3, 3), 1, ((4, 1), (0, 2)),
+                                        ((4, 1), (0, 2)), (2, 1), 1, False),
     # C/g*R*S = 288 is more than gemm's 256-deep block, so the product is split along it.
     "deeper_than_one_gemm_block": ((2, 32, 9, 10), (13, 32, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
                                    True),
@@ -290,9 +306,16 @@ def test_results_do_not_depend_on_the_thread_count():
         "dw, db = ops.conv2d_backward_weight(dy, x, w.shape, **k)\n"
         "pairs = [(ops.conv2d(x, w, **k), conv_forward(x, w, None, **r)), (dw, dw_ref), (db, db_ref),\n"
         "         (ops.conv2d_backward_input(dy, w, x.shape, **k), dx_ref)]\n"
+        "k1 = dict(padding=(1, (0, 1)), groups=2)\n"
+        "r1 = dict(stride=(1, 1), padding=((1, 1), (0, 1)), dilation=(1, 1), groups=2)\n"
+        "dy1 = rng.standard_normal((150, 6, 6, 5))\n"
+        "pairs.append((ops.conv2d_backward_input(dy1, w, x.shape, **k1), conv_backward(x, w, dy1, **r1)[0]))\n"
         "x1, w1 = rng.standard_normal((1, 16, 18, 40)), rng.standard_normal((32, 16, 3, 3))\n"
         "pairs.append((ops.conv2d(x1, w1, padding=1),\n"
         "              conv_forward(x1, w1, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)))\n"
+        "dy2 = rng.standard_normal((1, 32, 18, 40))\n"
+        "pairs.append((ops.conv2d_backward_input(dy2, w1, x1.shape, padding=1),\n"
+        "              conv_backward(x1, w1, dy2, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)[0]))\n"
         "print(max(float(np.abs(a - b).max()) for a, b in pairs))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

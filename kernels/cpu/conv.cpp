@@ -1,5 +1,6 @@
 // Convolution on the CPU, lowered to the one GEMM (matmul.cpp): implicit GEMMs for the
-// forward pass and the weight gradient, a column buffer and col2im for the input gradient.
+// forward pass, the weight gradient and (stride 1) the input gradient; a column buffer and
+// col2im for the input gradient otherwise.
 //
 // For one image n and one group g (C/g input channels, K/g filters), with the column
 // matrix col (C/g*R*S, P*Q) whose row (c, r, s) holds, for every output pixel (p, q), the
@@ -8,6 +9,20 @@
 //   forward          y[n, g] (K/g, P*Q)      = w[g] (K/g, C/g*R*S) @ col          (+ bias)
 //   backward input   dcol (C/g*R*S, P*Q)     = w[g]^T @ dy[n, g] (K/g, P*Q);  dx[n, g] = col2im(dcol)
 //   backward weight  dw[g] (K/g, C/g*R*S)   += dy[n, g] (K/g, P*Q) @ col^T
+//
+// With stride 1 the input gradient is itself a forward convolution, and runs as one
+// (implicit_gemm_forward, the forward pass's code): dx = conv(dy, w'), dy (N, K, P, Q) as the
+// images, w' (C, K/g, R, S) the filters with, within each group, the filter and channel axes
+// swapped and the taps rotated 180 degrees (rotate_filters: a K*C/g*R*S copy), padding
+// dilation*(R-1) - pad on each side (asymmetric padding stays asymmetric, mirrored), the
+// same dilation and groups. Input pixel h meets dy rows h + pad_top - r*dilation for r < R,
+// which is what that convolution's output pixel h reads. Per image and group its GEMM is
+// (C/g, H*W) = w'[g] (C/g, K/g*R*S) @ col(dy): no column gradient written and read back, no
+// col2im. It cannot express strides above 1 (dx's pixels would take taps in a pattern that
+// depends on h mod stride) nor padding beyond dilation*(R-1) (negative padding), and it
+// does not pay where H*W is well above P*Q (the extra products are with dy's padding; see
+// input_gradient_as_convolution); the direct 1x1 case needs no col2im anyway. Those keep
+// dcol and col2im.
 //
 // Forward and weight gradient: col is never written. gemm_packed_b (gemm_b_packer.h) runs
 // the GEMM's driver with the image as its B operand: ImageColumns packs each NR-wide strip
@@ -19,8 +34,8 @@
 // so that the copies need no border tests. This saves an im2col pass that wrote col only for
 // the GEMM to read it back while packing.
 //
-// Input gradient: the GEMM writes the column gradient dcol, and col2im adds every entry
-// back onto the input pixel it came from (pixels seen by several taps collect several
+// Input gradient by col2im: the GEMM writes the column gradient dcol, and col2im adds every
+// entry back onto the input pixel it came from (pixels seen by several taps collect several
 // terms). A 1x1 kernel with stride 1 and no padding needs neither: the input (C/g, H*W)
 // already is col, and dx is dcol.
 //
@@ -426,12 +441,11 @@ void scatter_block(const Conv2dShape& s, const Geometry& g, const T* block, int6
   }
 }
 
-}  // namespace
-
-// y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
+// y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K) by implicit GEMM, for
+// any shape (depthwise ones included): conv2d_forward, and conv2d_backward_input on its
+// transformed shape (input_gradient_as_convolution).
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  if (conv2d_is_depthwise(s)) return depthwise_conv2d_forward(s, x, w, bias, y);
+void implicit_gemm_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   const Geometry g(s);
   const int64_t units = g.blocks * s.groups;  // (block of images, group) pairs, independent
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
@@ -478,11 +492,83 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   });
 }
 
-// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): dcol = w[g]^T @ dy[block, g], then col2im.
+// With stride 1, dx is a forward convolution of dy (see the top): the shape of that
+// convolution, or false where it cannot be written as one (a stride above 1, or padding
+// beyond dilation*(R-1) on a side, which would need negative padding), where the column
+// gradient is the input gradient itself (direct: a 1x1 kernel, stride 1, no padding), or
+// where it would cost more than col2im: the transformed convolution makes H*W*K/g*R*S
+// multiply-adds per image and group where the column GEMM makes P*Q*K/g*R*S, the excess
+// being products with dy's zero padding. That is nothing with 'same' padding, but 'valid'
+// padding of a kernel large for its image costs much: 12x12 images, 5x5 kernel (P*Q = 64,
+// 2.25 times fewer) took 2.3 times as long as col2im, 8x8 ones with 3x3 (1.8) 1.1 times.
+bool input_gradient_as_convolution(const Conv2dShape& s, Conv2dShape& as_forward) {
+  const int64_t reach_h = s.dilation_height * (s.kernel_height - 1);  // dilated kernel size - 1
+  const int64_t reach_w = s.dilation_width * (s.kernel_width - 1);
+  if (s.stride_height != 1 || s.stride_width != 1) return false;
+  if (s.pad_top > reach_h || s.pad_bottom > reach_h || s.pad_left > reach_w ||
+      s.pad_right > reach_w) {
+    return false;
+  }
+  if (Geometry(s).direct) return false;
+  // At most a quarter more multiply-adds than the column GEMM.
+  if (4 * s.in_height * s.in_width > 5 * s.out_height() * s.out_width()) return false;
+  as_forward = s;
+  // Images dy (N, K, P, Q) in, dx (N, C, H, W) out, through filters (C, K/g, R, S).
+  as_forward.in_channels = s.out_channels;
+  as_forward.out_channels = s.in_channels;
+  as_forward.in_height = s.out_height();
+  as_forward.in_width = s.out_width();
+  // Output pixel h of the transformed convolution meets dy rows h + pad_top - r*dilation_h
+  // for r < R, as x row h met them in the forward pass; so P + pad' - reach = H.
+  as_forward.pad_top = reach_h - s.pad_top;
+  as_forward.pad_bottom = reach_h - s.pad_bottom;
+  as_forward.pad_left = reach_w - s.pad_left;
+  as_forward.pad_right = reach_w - s.pad_right;
+  return true;
+}
+
+// w_rotated (C, K/g, R, S) from w (K, C/g, R, S): within each group, the filter and channel
+// axes swapped and the taps rotated by 180 degrees, so that
+// w_rotated[g*C/g + c, k, r, s] = w[g*K/g + k, c, R-1-r, S-1-s].
+template <typename T>
+void rotate_filters(const Conv2dShape& s, const Geometry& g, const T* w, T* w_rotated) {
+  const int64_t taps = s.kernel_height * s.kernel_width;
+  for (int64_t group = 0; group < s.groups; ++group) {
+    const T* w_group = w + group * g.group_weight;
+    T* rotated_group = w_rotated + group * g.group_weight;
+    for (int64_t k = 0; k < g.group_out; ++k) {
+      for (int64_t c = 0; c < g.group_in; ++c) {
+        const T* from = w_group + (k * g.group_in + c) * taps;
+        T* to = rotated_group + (c * g.group_out + k) * taps;
+        for (int64_t tap = 0; tap < taps; ++tap) to[tap] = from[taps - 1 - tap];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (conv2d_is_depthwise(s)) return depthwise_conv2d_forward(s, x, w, bias, y);
+  implicit_gemm_forward(s, x, w, bias, y);
+}
+
+// dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): with stride 1, the forward
+// implicit GEMM of dy with the rotated filters; otherwise dcol = w[g]^T @ dy[block, g], then
+// col2im.
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
   if (conv2d_is_depthwise(s)) return depthwise_conv2d_backward_input(s, dy, w, dx);
   const Geometry g(s);
+  Conv2dShape as_forward;
+  if (input_gradient_as_convolution(s, as_forward)) {
+    // K*C/g*R*S elements, allocated outside any parallel region.
+    const std::unique_ptr<T[]> w_rotated(new T[static_cast<size_t>(s.groups * g.group_weight)]);
+    rotate_filters(s, g, w, w_rotated.get());
+    return implicit_gemm_forward<T>(as_forward, dy, w_rotated.get(), nullptr, dx);
+  }
   const int64_t units = g.blocks * s.groups;
   const int64_t flops = g.group_out * g.block * g.out_pixels * g.col_rows;
   for_each_chunk<T>(units, chunk_count(units), flops, g.buffer_size(),
