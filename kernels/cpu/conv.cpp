@@ -30,8 +30,9 @@
 // output pixels within one output row read consecutive pixels, stride_w apart, of one input
 // row, copied for each channel), and TransposedImageColumns packs col^T's strips the same
 // way, each of col's rows down one column of the strip. The padding is written out once per
-// image as zeros around a copy of each channel (PaddedImages, R*S times smaller than col),
-// so that the copies need no border tests. This saves an im2col pass that wrote col only for
+// image as zeros around a copy of each channel (PaddedImages, R*S times smaller than col;
+// the zeros only once per buffer, which a thread's blocks share), so that the copies need no
+// border tests. This saves an im2col pass that wrote col only for
 // the GEMM to read it back while packing.
 //
 // Input gradient by col2im: the GEMM writes the column gradient dcol, and col2im adds every
@@ -139,10 +140,30 @@ struct ImagesView {
   int64_t image_stride, channel_stride, row_stride;
 };
 
+// out[0:count] = src[0:count] for a few elements (a run of a packed strip, count <= NR, or
+// an image row): in pieces of 4 that the compiler turns into vector moves, as neither a
+// memmove call nor a loop of unknown length (left scalar, or vectorised behind run-time
+// checks) pays at these lengths.
+template <typename T>
+void copy_short(const T* src, int64_t count, T* out) {
+  int64_t q = 0;
+  for (; q + 4 <= count; q += 4) {
+    T piece[4];
+    for (int64_t k = 0; k < 4; ++k) piece[k] = src[q + k];
+    for (int64_t k = 0; k < 4; ++k) out[q + k] = piece[k];
+  }
+  for (; q < count; ++q) out[q] = src[q];
+}
+
 // Copies of `count` images' C/g channels (from x_group, images C*H*W apart) with their padding
 // written out as zeros: (count, C/g, H + pad_top + pad_bottom, W + pad_left + pad_right) in
 // `padded`. Every tap of every output pixel then reads inside the copy, so packing copies
 // without testing for the border; the copy is R*S times smaller than the column matrix.
+//
+// The border is the same for every block of images, so a chunk that reuses its buffer writes
+// it only the first time (zeros_written false: the whole copy zeroed in one fill), then only
+// the images' rows. Small images made this copy a sixth of the input gradient's time on
+// (64, 32, 8, 8) when each channel cost two memset and eight memmove calls of 8-10 floats.
 template <typename T>
 struct PaddedImages {
   static int64_t height(const Conv2dShape& s) { return s.in_height + s.pad_top + s.pad_bottom; }
@@ -155,24 +176,26 @@ struct PaddedImages {
     return needed(s) ? count * g.group_in * height(s) * width(s) : 0;
   }
 
+  // zeros_written: `padded` still holds the zeros of an earlier call for at least `count`
+  // images (the same chunk's buffer; a chunk's later blocks are never larger).
   static ImagesView<T> view(const Conv2dShape& s, const Geometry& g, const T* x_group,
-                            int64_t count, T* padded) {
+                            int64_t count, T* padded, bool zeros_written) {
     if (!needed(s)) return {x_group, s.in_channels * g.in_pixels, g.in_pixels, s.in_width};
     const int64_t Hp = height(s), Wp = width(s), W = s.in_width;
     const int64_t channels = count * g.group_in;
     parallel_for(channels, Hp * Wp, [&](int64_t begin, int64_t end) {
+      if (!zeros_written) std::fill(padded + begin * Hp * Wp, padded + end * Hp * Wp, T(0));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t image = i / g.group_in, c = i % g.group_in;
         const T* from = x_group + image * s.in_channels * g.in_pixels + c * g.in_pixels;
-        T* to = padded + i * Hp * Wp;
-        std::fill(to, to + s.pad_top * Wp, T(0));
-        for (int64_t h = 0; h < s.in_height; ++h) {
-          T* row = to + (s.pad_top + h) * Wp;
-          for (int64_t w = 0; w < s.pad_left; ++w) row[w] = T(0);
-          std::copy(from + h * W, from + (h + 1) * W, row + s.pad_left);
-          for (int64_t w = s.pad_left + W; w < Wp; ++w) row[w] = T(0);
+        T* to = padded + (i * Hp + s.pad_top) * Wp + s.pad_left;
+        for (int64_t h = 0; h < s.in_height; ++h, from += W, to += Wp) {
+          if (W < 64) {
+            copy_short(from, W, to);
+          } else {
+            std::copy(from, from + W, to);
+          }
         }
-        std::fill(to + (s.pad_top + s.in_height) * Wp, to + Hp * Wp, T(0));
       }
     });
     return {padded, g.group_in * Hp * Wp, Hp * Wp, Wp};
@@ -225,19 +248,6 @@ struct ImageColumns {
   ImagesView<T> images;
 
   BPanelPacker<T> packer() const { return packer_for<ImageColumns, T>(*this); }
-
-  // out[0:count] = src[0:count] for the few elements of a run (count <= NR): in pieces of 4
-  // that the compiler turns into vector moves, as neither a memmove call nor a loop of
-  // unknown length (left scalar, or vectorised behind run-time checks) pays at these lengths.
-  static void copy_short(const T* src, int64_t count, T* out) {
-    int64_t q = 0;
-    for (; q + 4 <= count; q += 4) {
-      T piece[4];
-      for (int64_t k = 0; k < 4; ++k) piece[k] = src[q + k];
-      for (int64_t k = 0; k < 4; ++k) out[q + k] = piece[k];
-    }
-    for (; q < count; ++q) out[q] = src[q];
-  }
 
   // out + c*out_step [0:L] = src + c*src_step [0:L] for c < rows.
   template <int64_t L>
@@ -478,7 +488,8 @@ void implicit_gemm_forward(const Conv2dShape& s, const T* x, const T* w, const T
         continue;
       }
       const ImageColumns<T> columns{
-          s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+          s, g,
+          PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset, unit != begin)};
       const BPanelPacker<T> packer = columns.packer();
       if (count == 1) {
         gemm_packed_b<T>(false, g.group_out, g.out_pixels, g.col_rows, T(1), w_group, g.col_rows,
@@ -654,7 +665,9 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
           continue;
         }
         const TransposedImageColumns<T> columns{
-            s, g, PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset)};
+            s, g,
+            PaddedImages<T>::view(s, g, x_group, count, buffer + padded_offset,
+                                  b != begin || group != 0)};
         gemm_packed_b<T>(false, g.group_out, g.col_rows, cols, T(1), dy_group, cols,
                          columns.packer(), beta, dw_group, g.col_rows);
       }
