@@ -97,9 +97,10 @@ CASES_2D = {
     # one filter each (the transformed convolution then has one input channel per group,
     # which must still take the GEMM), groups over image blocks, padding at the limit of
     # dilation*(R-1) on one side and none on the other, and dilation with uneven padding.
-    # "1x1_padded" (padding beyond R-1), the strided cases, and "valid" and
-    # "kernel_equals_input" (P*Q well below H*W: the transformed convolution would mostly
-    # multiply zeros) keep the col2im path.
+    # "1x1_padded" (padding beyond R-1), the strided cases, "valid" and "kernel_equals_input"
+    # (P*Q well below H*W: the transformed convolution would mostly multiply zeros) and
+    # "stride1_many_filters" (K > 2C: packing dy would cost more than col2im) keep col2im.
+    "stride1_many_filters": ((2, 2, 6, 7), (7, 2, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "stride1_groups_one_filter_each": ((2, 6, 7, 8), (3, 2, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 3,
                                        True),
     "stride1_groups_image_blocks": ((40, 6, 5, 6), (4, 3, 3, 2), 1, (1, (1, 0)),
