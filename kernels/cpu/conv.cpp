@@ -69,6 +69,7 @@
 #include "block_reduce.h"
 #include "conv_depthwise.h"
 #include "conv_valid_range.h"
+#include "copy_short.h"
 #include "gemm_b_packer.h"
 #include "gemm_micro_kernels.h"
 #include "parallel.h"
@@ -140,21 +141,6 @@ struct ImagesView {
   int64_t image_stride, channel_stride, row_stride;
 };
 
-// out[0:count] = src[0:count] for a few elements (a run of a packed strip, count <= NR, or
-// an image row): in pieces of 4 that the compiler turns into vector moves, as neither a
-// memmove call nor a loop of unknown length (left scalar, or vectorised behind run-time
-// checks) pays at these lengths.
-template <typename T>
-void copy_short(const T* src, int64_t count, T* out) {
-  int64_t q = 0;
-  for (; q + 4 <= count; q += 4) {
-    T piece[4];
-    for (int64_t k = 0; k < 4; ++k) piece[k] = src[q + k];
-    for (int64_t k = 0; k < 4; ++k) out[q + k] = piece[k];
-  }
-  for (; q < count; ++q) out[q] = src[q];
-}
-
 // Copies of `count` images' C/g channels (from x_group, images C*H*W apart) with their padding
 // written out as zeros: (count, C/g, H + pad_top + pad_bottom, W + pad_left + pad_right) in
 // `padded`. Every tap of every output pixel then reads inside the copy, so packing copies
@@ -190,11 +176,7 @@ struct PaddedImages {
         const T* from = x_group + image * s.in_channels * g.in_pixels + c * g.in_pixels;
         T* to = padded + (i * Hp + s.pad_top) * Wp + s.pad_left;
         for (int64_t h = 0; h < s.in_height; ++h, from += W, to += Wp) {
-          if (W < 64) {
-            copy_short(from, W, to);
-          } else {
-            std::copy(from, from + W, to);
-          }
+          copy_row(from, W, to);
         }
       }
     });

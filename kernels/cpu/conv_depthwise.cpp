@@ -44,6 +44,7 @@
 
 #include "conv_depthwise_kernels.h"
 #include "conv_valid_range.h"
+#include "copy_short.h"
 #include "parallel.h"
 #include "ranvier/simd_path.h"
 
@@ -168,7 +169,7 @@ void copy_into_padded(const PlaneLayout& l, const T* src, T* dst) {
     T* dst_row = dst + (l.top + h * l.step_h) * columns;
     if (l.phases == 1) {  // the row's run, contiguous or spread out
       if (l.step_w == 1) {
-        std::copy(src_row + v_range.lo, src_row + v_range.hi, dst_row + l.left + v_range.lo);
+        copy_row(src_row + v_range.lo, v_range.hi - v_range.lo, dst_row + l.left + v_range.lo);
       } else {
         for (int64_t v = v_range.lo; v < v_range.hi; ++v) dst_row[l.left + v * l.step_w] = src_row[v];
       }
@@ -327,7 +328,7 @@ void depthwise_conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T
       for (int64_t b = 0; b < s.batch; ++b) {
         copy_into_padded(taps.layout, x + (b * s.in_channels + c) * s.in_height * s.in_width, padded);
         const T* plane = dy + (b * s.out_channels + k) * P * Q;
-        for (int64_t p = 0; p < P; ++p) std::copy(plane + p * Q, plane + (p + 1) * Q, grad + p * grad_row);
+        for (int64_t p = 0; p < P; ++p) copy_row(plane + p * Q, Q, grad + p * grad_row);
         tap_dots(dk::TapDots<T>{padded, taps.row_step, taps.offsets.data(), RS, grad, P, grad_row},
                  sums.data() + k * RS);
       }
