@@ -9,9 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include "parallel.h"
 #include "ranvier/pooling_math.h"
@@ -24,26 +22,6 @@ using Accum = double;
 
 int64_t window_cost(const Pool2dGeometry& g) {
   return std::max<int64_t>(1, g.out_h * g.out_w * g.kernel_h * g.kernel_w);
-}
-
-// As PyTorch: a window's maximum starts from -inf at the window's first real element; a
-// strictly larger value or a NaN takes over, so the first maximum wins ties and NaN
-// propagates. Selects rather than branches, as masks on the bits: on real data which element
-// wins is unpredictable, a mispredicted branch costs more than the window, and GCC 12 turned
-// `? :` selects on these conditions into branches (with `||` and with `|` alike).
-template <typename T>
-inline void take_if_larger(T value, int64_t index, T& best, int64_t& best_index) {
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  const bool takes_over = (value > best) | (value != value);
-  const Bits mask = Bits{0} - static_cast<Bits>(takes_over);
-  Bits value_bits, best_bits;
-  std::memcpy(&value_bits, &value, sizeof(T));
-  std::memcpy(&best_bits, &best, sizeof(T));
-  best_bits = (value_bits & mask) | (best_bits & ~mask);
-  std::memcpy(&best, &best_bits, sizeof(T));
-  const uint64_t index_mask = uint64_t{0} - static_cast<uint64_t>(takes_over);
-  best_index = static_cast<int64_t>((static_cast<uint64_t>(index) & index_mask) |
-                                    (static_cast<uint64_t>(best_index) & ~index_mask));
 }
 
 // Every window of the plane lies inside it (no padding, no dilation, none cut by ceil_mode).

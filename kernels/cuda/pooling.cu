@@ -34,18 +34,12 @@ __global__ void max_pool2d_forward_kernel(Pool2dGeometry g, const T* x, T* y, in
     const T* xp = x + p * g.in_h * g.in_w;
     const PoolWindowAxis rows = pool_window_axis(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
     const PoolWindowAxis cols = pool_window_axis(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
-    // As the CPU (and PyTorch): -inf at the window's first real element; a strictly larger
-    // value or a NaN takes over, so the first maximum wins ties and NaN propagates.
+    // The CPU's rule (pooling_math.h's take_if_larger), from -inf at the window's first element.
     T best = -INFINITY;
     int64_t best_index = rows.first * g.in_w + cols.first;
     for (int64_t h = rows.first; h < rows.end; h += rows.step) {
       for (int64_t w = cols.first; w < cols.end; w += cols.step) {
-        const int64_t index = h * g.in_w + w;
-        const T value = xp[index];
-        if (value > best || isnan(value)) {
-          best = value;
-          best_index = index;
-        }
+        take_if_larger(xp[h * g.in_w + w], h * g.in_w + w, best, best_index);
       }
     }
     y[o] = best;

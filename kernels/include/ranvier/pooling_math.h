@@ -1,5 +1,6 @@
 // Pooling window arithmetic shared by the CPU (pooling.cpp) and CUDA (pooling.cu) kernels, so
-// that both visit the same input positions and divide by the same counts.
+// that both visit the same input positions, pick the same maximum and add and divide in the
+// same order: the GPU gives the CPU's bits.
 //
 // Along one axis, output position o of max/avg pooling covers the input positions
 // o * stride - pad + i * dilation, i < kernel; those outside [0, size) are padding. The
@@ -7,6 +8,10 @@
 // positions may cover input position `pos` (each thread then sums over those outputs in
 // ascending order, the order in which the CPU's scatter adds them).
 #pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "ranvier/common.h"
 #include "ranvier/sum_math.h"
 
@@ -27,6 +32,27 @@ RANVIER_HD PoolWindowAxis pool_window_axis(int64_t out_pos, int64_t stride, int6
   if (first < 0) first += ((-first + dilation - 1) / dilation) * dilation;  // skip padding
   const int64_t last_plus_one = start + (kernel - 1) * dilation + 1;
   return {first, last_plus_one < size ? last_plus_one : size, dilation};
+}
+
+// One element of a max-pooling window, as PyTorch: a window's maximum starts from -inf at
+// the window's first real element; a strictly larger value or a NaN takes over, so the first
+// maximum wins ties and NaN propagates. The rule of the CPU and CUDA kernels alike.
+// Selects rather than branches, as masks on the bits: on real data which element wins is
+// unpredictable, a mispredicted branch costs more than the window on the CPU, and GCC 12
+// turned `? :` selects on these conditions into branches (with `||` and with `|` alike).
+template <typename T>
+RANVIER_HD void take_if_larger(T value, int64_t index, T& best, int64_t& best_index) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const bool takes_over = (value > best) | (value != value);
+  const Bits mask = Bits{0} - static_cast<Bits>(takes_over);
+  Bits value_bits, best_bits;
+  memcpy(&value_bits, &value, sizeof(T));
+  memcpy(&best_bits, &best, sizeof(T));
+  best_bits = (value_bits & mask) | (best_bits & ~mask);
+  memcpy(&best, &best_bits, sizeof(T));
+  const uint64_t index_mask = uint64_t{0} - static_cast<uint64_t>(takes_over);
+  best_index = static_cast<int64_t>((static_cast<uint64_t>(index) & index_mask) |
+                                    (static_cast<uint64_t>(best_index) & ~index_mask));
 }
 
 // Average pooling's window along one axis (dilation 1), as PyTorch computes it: `padded` is
