@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "ranvier/simd_path.h"
+#include "ranvier/sum_math.h"  // tap_dots sums its lanes with sum_in_double
 
 namespace ranvier::cpu::depthwise_kernels {
 
