@@ -22,5 +22,7 @@ void bind_vector_math(pybind11::module_& m);
 void bind_threads(pybind11::module_& m);
 // the CUDA kernels' scratch memory from CuPy's pool (issue 4): device_allocator_cupy.cpp
 void bind_device_allocator(pybind11::module_& m);
+// the cache of host memory behind the ops' NumPy outputs: host_memory_pool.cpp
+void bind_host_memory_pool(pybind11::module_& m);
 
 }  // namespace ranvier::binding

@@ -19,4 +19,5 @@ PYBIND11_MODULE(_C, m) {
   ranvier::binding::bind_vector_math(m);
   ranvier::binding::bind_threads(m);
   ranvier::binding::bind_device_allocator(m);
+  ranvier::binding::bind_host_memory_pool(m);
 }

@@ -14,7 +14,11 @@ Rules (documented in ranvier.ops):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from . import _C
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT32, _FLOAT64 = _FLOAT_DTYPES
@@ -220,12 +224,37 @@ def index_input(op: str, name: str, a, xp):
     return contiguous(xp, a, np.int64)
 
 
+# Host arrays of this many bytes and more come from ranvier's host cache (empty, below).
+_CACHED_MIN_BYTES = _C.host_cache_stats()["min_block_bytes"]
+
+
+def empty(xp, shape, dtype: np.dtype):
+    """An uninitialised C-contiguous array of `shape` and `dtype` (a ``np.dtype``) on xp's
+    device (xp is numpy or cupy): what every op's fresh output is.
+
+    Host arrays of 64 KiB and more take their memory from ranvier's host cache
+    (csrc/host_memory_pool.cpp, ranvier.cpu.memory_stats), which keeps the blocks of freed
+    arrays for the next arrays of their size: a training step's outputs then reuse the last
+    step's pages instead of having the OS fault in and zero fresh ones each step. Their
+    ``.base`` is the capsule that returns the block; otherwise they are ordinary writable
+    NumPy arrays. Smaller ones, and CuPy arrays (CuPy has its own pool), come from
+    ``xp.empty``. (This runs for every op's output: the small-array path costs ~0.2 us over
+    ``np.empty``, which is why `dtype` must already be a ``np.dtype``.)
+    """
+    if xp is np:
+        if type(shape) is not tuple:
+            shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if math.prod(shape) * dtype.itemsize >= _CACHED_MIN_BYTES:
+            return _C.host_empty(shape, dtype)
+    return xp.empty(shape, dtype=dtype)
+
+
 def output(xp, shape, dtype, out, op: str):
     """A fresh output array, or `out` after checking it can take the result: an array on the
     inputs' device (xp is numpy or cupy), of the result's shape and dtype, C-contiguous and
     writable. The errors name the op (the binding checks all of this too, but names itself)."""
     if out is None:
-        return xp.empty(shape, dtype=dtype)
+        return empty(xp, shape, dtype)
     on_gpu = is_cuda_array(out)
     if not on_gpu and not isinstance(out, np.ndarray):
         raise TypeError(f"{op}: out must be a NumPy or CuPy array, got {type(out).__name__}")

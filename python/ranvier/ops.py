@@ -21,9 +21,13 @@ import operator
 import numpy as np
 
 from . import _C
-from ._arrays import (_as_array, array_module, check_float_dtype, contiguous, float_inputs,
-                      index_input, is_cuda_array, output)
+from ._arrays import (_as_array, array_module, check_float_dtype, contiguous, empty,
+                      float_inputs, index_input, is_cuda_array, output)
 from ._arrays import _cupy, resolve_device
+
+# The non-float dtypes the ops return or compare with (empty() takes np.dtype objects).
+_INT64 = np.dtype(np.int64)
+_UINT8 = np.dtype(np.uint8)
 
 # --- activations -------------------------------------------------------------------------
 # The backward of relu, leaky_relu and gelu takes the forward input x; the backward of
@@ -323,8 +327,8 @@ def linear_backward_weight(grad_output, x, bias=True):
                          "the same leading dimensions (..., features)")
     xp, dtype, (grad_output, x) = float_inputs(op, grad_output=grad_output, x=x)
     out_features, in_features = grad_output.shape[-1], x.shape[-1]
-    grad_weight = xp.empty((out_features, in_features), dtype=dtype)
-    grad_bias = xp.empty((out_features,), dtype=dtype) if bias else None
+    grad_weight = empty(xp, (out_features, in_features), dtype)
+    grad_bias = empty(xp, (out_features,), dtype) if bias else None
     _C.linear_backward_weight(_rows(grad_output, out_features), _rows(x, in_features),
                               grad_weight, grad_bias)
     return grad_weight, grad_bias
@@ -344,7 +348,7 @@ def linear_activation(x, weight, bias, activation, negative_slope=0.01):
     code = _linear_activation_code(op, activation)
     xp, dtype, x, weight, bias, out_features, in_features = _linear_inputs(op, x, weight, bias)
     shape = x.shape[:-1] + (out_features,)
-    y = xp.empty(shape, dtype=dtype)
+    y = empty(xp, shape, dtype)
     x_rows = _rows(x, in_features)
     kernel_shape = (x_rows.shape[0], out_features)
     flat = shape != kernel_shape  # batch dims other than one: the kernel sees (rows, out)
@@ -352,7 +356,7 @@ def linear_activation(x, weight, bias, activation, negative_slope=0.01):
         _C.linear_activation_forward(code, x_rows, weight, bias, None,
                                      y.reshape(kernel_shape) if flat else y, float(negative_slope))
         return y, y
-    pre = xp.empty(shape, dtype=dtype)
+    pre = empty(xp, shape, dtype)
     _C.linear_activation_forward(code, x_rows, weight, bias,
                                  pre.reshape(kernel_shape) if flat else pre,
                                  y.reshape(kernel_shape) if flat else y, float(negative_slope))
@@ -396,10 +400,10 @@ def linear_activation_backward(saved, grad_output, x, weight, activation, bias=T
                          f"({out_features}, {in_features})")
     dy_rows = _rows(grad_output, out_features)
     rows = dy_rows.shape[0]
-    grad_pre = xp.empty((rows, out_features), dtype=dtype)
-    grad_x = xp.empty(x_shape, dtype=dtype) if input_grad else None
-    grad_weight = xp.empty((out_features, in_features), dtype=dtype) if weight_grad else None
-    grad_bias = xp.empty((out_features,), dtype=dtype) if bias else None
+    grad_pre = empty(xp, (rows, out_features), dtype)
+    grad_x = empty(xp, x_shape, dtype) if input_grad else None
+    grad_weight = empty(xp, (out_features, in_features), dtype) if weight_grad else None
+    grad_bias = empty(xp, (out_features,), dtype) if bias else None
     _C.linear_activation_backward(code, _rows(saved, out_features), dy_rows, _rows(x, in_features),
                                   weight, grad_pre,
                                   None if grad_x is None else grad_x.reshape(rows, in_features),
@@ -556,8 +560,8 @@ def _conv_backward_weight(op, spatial, grad_output, x, weight_shape, stride, pad
         raise ValueError(f"{op}: grad_output has shape {tuple(grad_output.shape)} but the "
                          f"convolution of x {tuple(x.shape)} with a weight of shape "
                          f"{weight_shape} gives {expected}")
-    grad_weight = xp.empty(weight_shape, dtype=dtype)
-    grad_bias = xp.empty((weight_shape[0],), dtype=dtype) if bias else None
+    grad_weight = empty(xp, weight_shape, dtype)
+    grad_bias = empty(xp, (weight_shape[0],), dtype) if bias else None
     getattr(_C, f"conv{spatial}d_backward_weight")(grad_output.reshape(y_shape),
                                                    x if batched else x[None], grad_weight,
                                                    grad_bias, *params)
@@ -777,7 +781,7 @@ def _broadcast_weight(op, name, weight, shape, xp):
 
 
 def _loss_out(xp, shape, dtype, reduction):
-    return xp.empty(tuple(shape) if reduction == "none" else (), dtype=dtype)
+    return empty(xp, tuple(shape) if reduction == "none" else (), dtype)
 
 
 def mse_loss(pred, target, reduction="mean"):
@@ -804,7 +808,7 @@ def mse_loss_backward(pred, target, grad_output, reduction="mean"):
     _check_same_shape(op, "pred", pred, target)
     _check_not_empty_mean(op, reduction, pred.size, pred.shape)
     _check_grad_output(op, grad_output, reduction, pred.shape)
-    dpred = xp.empty(pred.shape, dtype=dtype)
+    dpred = empty(xp, pred.shape, dtype)
     _C.mse_loss_backward(pred, target, grad_output, dpred, reduction)
     return dpred
 
@@ -838,7 +842,7 @@ def binary_cross_entropy_backward(prob, target, grad_output, weight=None, reduct
     weight = _broadcast_weight(op, "weight", weight, prob.shape, xp)
     _check_not_empty_mean(op, reduction, prob.size, prob.shape)
     _check_grad_output(op, grad_output, reduction, prob.shape)
-    dprob = xp.empty(prob.shape, dtype=dtype)
+    dprob = empty(xp, prob.shape, dtype)
     _C.bce_loss_backward(prob, target, weight, grad_output, dprob, reduction)
     return dprob
 
@@ -890,13 +894,12 @@ def binary_cross_entropy_with_logits_backward(logits, target, grad_output, weigh
     pos_weight = _pos_weight(op, pos_weight, logits, xp)
     _check_not_empty_mean(op, reduction, logits.size, logits.shape)
     _check_grad_output(op, grad_output, reduction, logits.shape)
-    dlogits = xp.empty(logits.shape, dtype=dtype)
+    dlogits = empty(xp, logits.shape, dtype)
     _C.bce_with_logits_backward(logits, target, weight, pos_weight, grad_output, dlogits,
                                 reduction)
     return dlogits
 
 
-_INT64 = np.dtype(np.int64)
 
 
 def _class_targets(op, target, xp):
@@ -986,7 +989,7 @@ def cross_entropy_backward(logits, target, grad_output, weight=None, ignore_inde
     _check_class_weight(op, weight, logits)
     _check_not_empty_mean(op, reduction, rows.shape[0], logits.shape)
     _check_grad_output(op, grad_output, reduction, target.shape)
-    drows = xp.empty(rows.shape, dtype=dtype)
+    drows = empty(xp, rows.shape, dtype)
     _C.cross_entropy_backward(rows, target, weight, grad_output, drows, ignore_index, reduction)
     if logits.ndim <= 2:
         return drows.reshape(logits.shape)
@@ -1044,8 +1047,8 @@ def dropout(x, p, seed, offset):
         return x.copy(), xp.ones(x.shape, dtype=np.uint8)
     if p == 1.0:
         return xp.zeros(x.shape, dtype=dtype), xp.zeros(x.shape, dtype=np.uint8)
-    y = xp.empty(x.shape, dtype=dtype)
-    mask = xp.empty(x.shape, dtype=np.uint8)
+    y = empty(xp, x.shape, dtype)
+    mask = empty(xp, x.shape, _UINT8)
     _C.dropout_forward(x, y, mask, p, seed, offset)
     return y, mask
 
@@ -1067,7 +1070,7 @@ def dropout_backward(grad_output, mask, p):
     if p == 1.0:
         return xp.zeros(grad_output.shape, dtype=dtype)
     mask = xp.ascontiguousarray(mask)
-    grad_input = xp.empty(grad_output.shape, dtype=dtype)
+    grad_input = empty(xp, grad_output.shape, dtype)
     _C.dropout_backward(grad_output, mask, grad_input, p)
     return grad_input
 
@@ -1091,7 +1094,7 @@ def uniform(shape, seed, offset, dtype=np.float32, device="cpu"):
     seed, offset = _stream_position(op, seed, offset, math.prod(shape))
     device = resolve_device(device, op)
     if device == "cpu":
-        out = np.empty(shape, dtype=dtype)
+        out = empty(np, shape, dtype)
         _C.uniform_fill(out, seed, offset)
         return out
     cupy = _cupy()
@@ -1363,8 +1366,8 @@ def _max_pool(dims, x, kernel_size, stride, padding, dilation, ceil_mode):
     window = _pool_window(op, dims, kernel_size, stride, padding, dilation)
     xp, dtype, x, unbatched = _pool_input(op, x, dims)
     shape = _C.pool_output_shape("max", x.shape, *window, bool(ceil_mode))
-    y = xp.empty(shape, dtype=dtype)
-    indices = xp.empty(shape, dtype=np.int64)
+    y = empty(xp, shape, dtype)
+    indices = empty(xp, shape, _INT64)
     _C.max_pool_forward(x, y, indices, *window, bool(ceil_mode))
     return (y[0], indices[0]) if unbatched else (y, indices)
 
@@ -1388,7 +1391,7 @@ def _max_pool_backward(dims, grad_output, indices, input_shape, kernel_size, str
     if tuple(indices.shape) != tuple(grad_output.shape):
         raise ValueError(f"{op}: indices of shape {tuple(indices.shape)} and grad_output of shape "
                          f"{tuple(grad_output.shape)} must match")
-    grad_input = xp.empty(input_shape, dtype=dtype)
+    grad_input = empty(xp, input_shape, dtype)
     _C.max_pool_backward(grad_output, indices, grad_input, **window)
     return grad_input[0] if unbatched else grad_input
 
@@ -1461,7 +1464,7 @@ def _avg_pool(dims, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     divisor = _divisor_override(op, divisor_override)
     xp, dtype, x, unbatched = _pool_input(op, x, dims)
     shape = _C.pool_output_shape("avg", x.shape, kernel, stride, padding, (1,) * dims, bool(ceil_mode))
-    y = xp.empty(shape, dtype=dtype)
+    y = empty(xp, shape, dtype)
     _C.avg_pool_forward(x, y, kernel, stride, padding, bool(ceil_mode), bool(count_include_pad), divisor)
     return y[0] if unbatched else y
 
@@ -1472,7 +1475,7 @@ def _avg_pool_backward(dims, grad_output, input_shape, kernel_size, stride, padd
     kernel, stride, padding, _ = _pool_window(op, dims, kernel_size, stride, padding)
     divisor = _divisor_override(op, divisor_override)
     xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
-    grad_input = xp.empty(input_shape, dtype=dtype)
+    grad_input = empty(xp, input_shape, dtype)
     _C.avg_pool_backward(grad_output, grad_input, kernel, stride, padding, bool(ceil_mode),
                          bool(count_include_pad), divisor)
     return grad_input[0] if unbatched else grad_input
@@ -1545,7 +1548,7 @@ def _adaptive_avg_pool(dims, x, output_size):
     op = f"adaptive_avg_pool{dims}d"
     xp, dtype, x, unbatched = _pool_input(op, x, dims)
     sizes = _adaptive_output_size(op, output_size, x.shape[2:])
-    y = xp.empty(tuple(x.shape[:2]) + sizes, dtype=dtype)
+    y = empty(xp, tuple(x.shape[:2]) + sizes, dtype)
     _C.adaptive_avg_pool_forward(x, y)
     return y[0] if unbatched else y
 
@@ -1553,7 +1556,7 @@ def _adaptive_avg_pool(dims, x, output_size):
 def _adaptive_avg_pool_backward(dims, grad_output, input_shape):
     op = f"adaptive_avg_pool{dims}d_backward"
     xp, dtype, grad_output, input_shape, unbatched = _pool_grad_input(op, grad_output, input_shape, dims)
-    grad_input = xp.empty(input_shape, dtype=dtype)
+    grad_input = empty(xp, input_shape, dtype)
     _C.adaptive_avg_pool_backward(grad_output, grad_input)
     return grad_input[0] if unbatched else grad_input
 
@@ -1655,9 +1658,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
              for name, a in (("running_mean", running_mean), ("running_var", running_var))]
     (mean_work, mean_copied), (var_work, var_copied) = stats
     channels = x.shape[1]
-    y = xp.empty(x.shape, dtype=dtype)
-    saved_mean = xp.empty((channels,), dtype=dtype)
-    saved_invstd = xp.empty((channels,), dtype=dtype)
+    y = empty(xp, x.shape, dtype)
+    saved_mean = empty(xp, (channels,), dtype)
+    saved_invstd = empty(xp, (channels,), dtype)
     _C.batch_norm_forward(x, y, weight, bias, mean_work, var_work, saved_mean, saved_invstd,
                           training, momentum, float(eps))
     if mean_copied:
@@ -1686,9 +1689,9 @@ def batch_norm_backward(grad_output, x, saved_mean, saved_invstd, weight=None, t
         raise ValueError(f"{op}: x of shape {tuple(x.shape)} must have at least 2 dimensions "
                          "(N, C, ...): channels are axis 1")
     channels = x.shape[1]
-    grad_x = xp.empty(x.shape, dtype=dtype)
-    grad_weight = xp.empty((channels,), dtype=dtype)
-    grad_bias = xp.empty((channels,), dtype=dtype)
+    grad_x = empty(xp, x.shape, dtype)
+    grad_weight = empty(xp, (channels,), dtype)
+    grad_bias = empty(xp, (channels,), dtype)
     _C.batch_norm_backward(grad_output, x, saved_mean, saved_invstd, weight, grad_x, grad_weight,
                            grad_bias, bool(training))
     return grad_x, grad_weight, grad_bias
