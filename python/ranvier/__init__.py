@@ -4,16 +4,19 @@ import os as _os
 
 import numpy as _np
 
-# Idle OpenMP threads sleep instead of spinning (see ranvier.set_num_threads): read by the
+# Idle OpenMP threads spin briefly, then sleep (see ranvier.set_num_threads): read by the
 # OpenMP runtime when _C loads it, then the environment is put back as it was.
+_OMP_SLEEP_SOON = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}
 _omp_wait_policy_set = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
 if _omp_wait_policy_set:
-    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    _os.environ.update(_OMP_SLEEP_SOON)
 try:
     from . import _C
 finally:
     if _omp_wait_policy_set:
-        del _os.environ["OMP_WAIT_POLICY"]
+        for _name in _OMP_SLEEP_SOON:
+            del _os.environ[_name]
+        del _name
 
 from . import cuda, ops
 from .random import manual_seed

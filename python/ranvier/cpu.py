@@ -47,14 +47,19 @@ def set_num_threads(n: int) -> None:
     on its BLAS library's own threads (OpenBLAS or MKL), a separate pool that this function
     does not change (use ``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS`` or threadpoolctl).
     By default an idle OpenMP thread keeps spinning on its core for a while after each
-    parallel region; code that alternates ranvier and NumPy calls then has both pools
-    spinning on the same cores, and each waits for the other (measured: a loop of
-    alternating 192x192 matmuls ran ~40x slower on 2 cores). So, unless you set
-    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` yourself, ``import ranvier`` starts its OpenMP
-    runtime with ``OMP_WAIT_POLICY=PASSIVE``: idle threads sleep, at the cost of a few
-    microseconds to wake them per parallel region, which the kernels' thresholds for going
-    parallel already allow for. (This only takes effect if no other library in the process
-    loaded the same OpenMP runtime first; the environment is restored after the import.)
+    parallel region (GNU libgomp: about 3 ms); code that alternates ranvier and NumPy calls
+    then has both pools spinning on the same cores, and each waits for the other (measured:
+    a loop of alternating 192x192 matmuls ran ~40x slower on 2 cores). Sleeping at once
+    (``OMP_WAIT_POLICY=PASSIVE``) avoids that but makes every barrier inside a kernel a
+    sleep and a wake-up: a GEMM with many blocks of k waits at two barriers per block, and
+    (64, 3136) @ (3136, 128) took 1.3-3.3 ms on 2 threads against 0.7 ms on one. So, unless
+    you set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` yourself, ``import ranvier`` starts its
+    OpenMP runtime with ``GOMP_SPINCOUNT=1000`` (libgomp: about 10 us of spinning before a
+    thread sleeps) and ``OMP_WAIT_POLICY=PASSIVE`` (for other runtimes, which ignore the
+    first). Measured on 2 cores: that product in 0.5-0.7 ms, the alternating loop 1.2x
+    slower than with PASSIVE alone, not 40x. (This only takes effect if no other library in
+    the process loaded the same OpenMP runtime first; the environment is restored after the
+    import.)
     Asking for more threads than cores oversubscribes them and is rarely faster.
 
     Raises:
