@@ -72,6 +72,7 @@
 #include "copy_short.h"
 #include "gemm_b_packer.h"
 #include "gemm_micro_kernels.h"
+#include "pack_transposed.h"
 #include "parallel.h"
 #include "ranvier/matmul.h"
 
@@ -332,39 +333,51 @@ struct TransposedImageColumns {
     const int64_t P = g.out_h, Q = g.out_w, PQ = g.out_pixels, stride_w = s.stride_width;
     // The output pixel p0: image, row and column.
     const int64_t image0 = p0 / PQ, p_out0 = (p0 % PQ) / Q, q0 = p0 % Q;
+    static_assert(NR <= kMaxPackedRows, "pack_transposed_rows takes a strip's columns");
     for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
       T* dst = packed + strip * kc * NR;
       const int64_t j_begin = j0 + strip * NR;
       const int64_t width = std::min(NR, j0 + nc - j_begin);
+      // Column `column` of the strip is row (c, r, s) of col: tap (r, s) of channel c, read
+      // from tap_base[column] plus the offset of the output pixel's input pixel.
+      const T* tap_base[NR];
       for (int64_t column = 0; column < width; ++column) {
-        // Row (c, r, s) of col: tap (r, s) of channel c.
         const int64_t j = j_begin + column, c = j / taps, tap = j % taps;
-        const T* src_tap = images.data + c * images.channel_stride +
+        tap_base[column] = images.data + c * images.channel_stride +
                            (tap / S) * s.dilation_height * images.row_stride +
                            (tap % S) * s.dilation_width;
-        T* out = dst + column;
-        int64_t image = image0, p_out = p_out0, q = q0;
-        for (int64_t row = 0; row < kc;) {
-          const int64_t length = std::min(Q - q, kc - row);
-          // x[q' * stride_w] for q' = q .. q + length: the input pixels this tap meets.
-          const T* src = src_tap + image * images.image_stride +
-                         p_out * s.stride_height * images.row_stride + q * stride_w;
-          if (stride_w == 1) {
-            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i];
-          } else {
-            for (int64_t i = 0; i < length; ++i) out[i * NR] = src[i * stride_w];
+      }
+      // The panel's kc output pixels, in runs within one output row of one image: a run
+      // reads consecutive pixels (stride_w apart) of one input row for every column.
+      int64_t image = image0, p_out = p_out0, q = q0;
+      for (int64_t row = 0; row < kc;) {
+        const int64_t length = std::min(Q - q, kc - row);
+        const int64_t offset = image * images.image_stride +
+                               p_out * s.stride_height * images.row_stride + q * stride_w;
+        T* out = dst + row * NR;
+        if (stride_w == 1) {
+          // The strip's rows [row, row + length) are the runs of its columns, transposed
+          // (columns past width get zeros).
+          const T* run[NR];
+          for (int64_t column = 0; column < width; ++column) {
+            run[column] = tap_base[column] + offset;
           }
-          out += length * NR;
-          row += length;
-          q = 0;
-          if (++p_out == P) {
-            p_out = 0;
-            ++image;
+          pack_transposed_rows(run, width, NR, length, out);
+        } else {
+          for (int64_t column = 0; column < width; ++column) {
+            const T* src = tap_base[column] + offset;
+            for (int64_t i = 0; i < length; ++i) out[i * NR + column] = src[i * stride_w];
+          }
+          for (int64_t i = 0; width < NR && i < length; ++i) {
+            for (int64_t column = width; column < NR; ++column) out[i * NR + column] = T(0);
           }
         }
-      }
-      for (int64_t row = 0; width < NR && row < kc; ++row) {
-        for (int64_t column = width; column < NR; ++column) dst[row * NR + column] = T(0);
+        row += length;
+        q = 0;
+        if (++p_out == P) {
+          p_out = 0;
+          ++image;
+        }
       }
     }
   }

@@ -258,7 +258,8 @@ void pack_b_strips(bool trans_b, const T* b, int64_t ldb, int64_t p0, int64_t j0
   const int64_t col_begin = j0 + strip_begin * NR;
   const int64_t col_end = std::min(j0 + nc, j0 + strip_end * NR);
   const int64_t full_strips = (col_end - col_begin) / NR;
-  const int64_t tail = (col_end - col_begin) - full_strips * NR;  // columns of a last, partial strip
+  // Columns of a last, partial strip (the panel's last, when nc is not a multiple of NR).
+  const int64_t tail = (col_end - col_begin) - full_strips * NR;
   for (int64_t p = 0; p < kc; ++p) {
     const T* src = b + (p0 + p) * ldb + col_begin;
     T* dst = packed + strip_begin * kc * NR + p * NR;

@@ -1,9 +1,14 @@
 // pack_transposed: `rows` rows of a matrix written column by column, the packing step the
-// GEMM's packers (matmul.cpp) need whenever the operand's rows run across the packed strip:
-// op(A) when A is not transposed, op(B) when B is.
+// GEMM's packers need whenever the operand's rows run across the packed strip: op(A) when A
+// is not transposed, op(B) when B is (matmul.cpp), and the image columns of a convolution's
+// weight gradient (conv.cpp, TransposedImageColumns).
 //
 //   dst[q * rows + r] = src[r * ld + q]   for r < valid_rows
 //                       0                 for valid_rows <= r < rows      (q < count)
+//
+// pack_transposed_rows is the same with each row given by its own pointer (row r at
+// row_ptrs[r] instead of src + r * ld). rows is at most kMaxPackedRows (the widest
+// micro-tile side: 32 floats on AVX-512).
 //
 // Written element by element this is one scalar store per value with a stride of `rows`
 // (the GCC 12 build did exactly that, and perf put it at most of the packers' time). On
@@ -21,14 +26,16 @@
 
 namespace ranvier::cpu {
 
+constexpr int64_t kMaxPackedRows = 32;
+
 namespace pack_transposed_detail {
 
 template <typename T>
-inline void scalar_columns(const T* src, int64_t ld, int64_t valid_rows, int64_t rows,
+inline void scalar_columns(const T* const* row_ptrs, int64_t valid_rows, int64_t rows,
                            int64_t q_begin, int64_t q_end, T* dst) {
   for (int64_t q = q_begin; q < q_end; ++q) {
     T* column = dst + q * rows;
-    for (int64_t r = 0; r < valid_rows; ++r) column[r] = src[r * ld + q];
+    for (int64_t r = 0; r < valid_rows; ++r) column[r] = row_ptrs[r][q];
     for (int64_t r = valid_rows; r < rows; ++r) column[r] = T(0);
   }
 }
@@ -49,7 +56,7 @@ inline void store_lanes(float* dst, __m128 v, int64_t width) {
 
 // Groups of 4 rows, blocks of 4 columns: load a 4x4 tile (missing rows as zeros),
 // transpose it in registers, store each of its 4 columns as `width` contiguous values.
-inline int64_t sse_columns(const float* src, int64_t ld, int64_t valid_rows, int64_t rows,
+inline int64_t sse_columns(const float* const* row_ptrs, int64_t valid_rows, int64_t rows,
                            int64_t count, float* dst) {
   const int64_t blocked = count / 4 * 4;
   for (int64_t g = 0; g < rows; g += 4) {
@@ -58,7 +65,7 @@ inline int64_t sse_columns(const float* src, int64_t ld, int64_t valid_rows, int
     bool present[4];
     for (int64_t i = 0; i < 4; ++i) {
       present[i] = g + i < valid_rows;
-      row[i] = present[i] ? src + (g + i) * ld : src;
+      row[i] = present[i] ? row_ptrs[g + i] : nullptr;  // never read when absent
     }
     for (int64_t q = 0; q < blocked; q += 4) {
       __m128 r0 = present[0] ? _mm_loadu_ps(row[0] + q) : _mm_setzero_ps();
@@ -77,14 +84,14 @@ inline int64_t sse_columns(const float* src, int64_t ld, int64_t valid_rows, int
 }
 
 // Groups of 2 rows, blocks of 2 columns: (a0 a1), (b0 b1) -> (a0 b0), (a1 b1).
-inline int64_t sse_columns(const double* src, int64_t ld, int64_t valid_rows, int64_t rows,
+inline int64_t sse_columns(const double* const* row_ptrs, int64_t valid_rows, int64_t rows,
                            int64_t count, double* dst) {
   const int64_t blocked = count / 2 * 2;
   for (int64_t g = 0; g < rows; g += 2) {
     const bool full = g + 1 < rows;
     const bool present0 = g < valid_rows, present1 = g + 1 < valid_rows;
-    const double* row0 = present0 ? src + g * ld : src;
-    const double* row1 = present1 ? src + (g + 1) * ld : src;
+    const double* row0 = present0 ? row_ptrs[g] : nullptr;  // never read when absent
+    const double* row1 = present1 ? row_ptrs[g + 1] : nullptr;
     for (int64_t q = 0; q < blocked; q += 2) {
       const __m128d r0 = present0 ? _mm_loadu_pd(row0 + q) : _mm_setzero_pd();
       const __m128d r1 = present1 ? _mm_loadu_pd(row1 + q) : _mm_setzero_pd();
@@ -107,13 +114,21 @@ inline int64_t sse_columns(const double* src, int64_t ld, int64_t valid_rows, in
 }  // namespace pack_transposed_detail
 
 template <typename T>
-inline void pack_transposed(const T* src, int64_t ld, int64_t valid_rows, int64_t rows,
-                            int64_t count, T* dst) {
+inline void pack_transposed_rows(const T* const* row_ptrs, int64_t valid_rows, int64_t rows,
+                                 int64_t count, T* dst) {
   int64_t done = 0;
 #if defined(__SSE2__)
-  done = pack_transposed_detail::sse_columns(src, ld, valid_rows, rows, count, dst);
+  done = pack_transposed_detail::sse_columns(row_ptrs, valid_rows, rows, count, dst);
 #endif
-  pack_transposed_detail::scalar_columns(src, ld, valid_rows, rows, done, count, dst);
+  pack_transposed_detail::scalar_columns(row_ptrs, valid_rows, rows, done, count, dst);
+}
+
+template <typename T>
+inline void pack_transposed(const T* src, int64_t ld, int64_t valid_rows, int64_t rows,
+                            int64_t count, T* dst) {
+  const T* row_ptrs[kMaxPackedRows];
+  for (int64_t r = 0; r < valid_rows; ++r) row_ptrs[r] = src + r * ld;
+  pack_transposed_rows(row_ptrs, valid_rows, rows, count, dst);
 }
 
 }  // namespace ranvier::cpu
