@@ -65,6 +65,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 
 #include "block_reduce.h"
 #include "conv_depthwise.h"
@@ -136,10 +137,14 @@ struct Geometry {
 // The input images as ImageColumns reads them: image i, channel c, row h, column w at
 // data[i*image_stride + c*channel_stride + h*row_stride + w], with the convolution's padding
 // stored as zeros around each channel (PaddedImages), or x itself when there is no padding.
+// read_tail: up to kImagesReadTail elements past the last image may be read (PaddedImages
+// allocates them; x has none), which lets ImageColumns copy whole strip rows.
+constexpr int64_t kImagesReadTail = 32;  // the widest micro-tile (32 floats on AVX-512)
 template <typename T>
 struct ImagesView {
   const T* data;
   int64_t image_stride, channel_stride, row_stride;
+  bool read_tail = false;
 };
 
 // Copies of `count` images' C/g channels (from x_group, images C*H*W apart) with their padding
@@ -158,9 +163,9 @@ struct PaddedImages {
   static bool needed(const Conv2dShape& s) {
     return s.pad_top != 0 || s.pad_bottom != 0 || s.pad_left != 0 || s.pad_right != 0;
   }
-  // Elements of the copy of `count` images (0 when there is no padding).
+  // Elements of the copy of `count` images and its read tail (0 when there is no padding).
   static int64_t size(const Conv2dShape& s, const Geometry& g, int64_t count) {
-    return needed(s) ? count * g.group_in * height(s) * width(s) : 0;
+    return needed(s) ? count * g.group_in * height(s) * width(s) + kImagesReadTail : 0;
   }
 
   // zeros_written: `padded` still holds the zeros of an earlier call for at least `count`
@@ -170,6 +175,8 @@ struct PaddedImages {
     if (!needed(s)) return {x_group, s.in_channels * g.in_pixels, g.in_pixels, s.in_width};
     const int64_t Hp = height(s), Wp = width(s), W = s.in_width;
     const int64_t channels = count * g.group_in;
+    // The read tail's values are never used, but are kept defined.
+    if (!zeros_written) std::fill_n(padded + channels * Hp * Wp, kImagesReadTail, T(0));
     parallel_for(channels, Hp * Wp, [&](int64_t begin, int64_t end) {
       if (!zeros_written) std::fill(padded + begin * Hp * Wp, padded + end * Hp * Wp, T(0));
       for (int64_t i = begin; i < end; ++i) {
@@ -181,7 +188,7 @@ struct PaddedImages {
         }
       }
     });
-    return {padded, g.group_in * Hp * Wp, Hp * Wp, Wp};
+    return {padded, g.group_in * Hp * Wp, Hp * Wp, Wp, true};
   }
 };
 
@@ -270,6 +277,11 @@ struct ImageColumns {
                                  p * s.stride_height * images.row_stride + q * stride_w};
         column += length;
       }
+      static_assert(NR <= kImagesReadTail, "a whole strip row read from a run's start");
+      std::optional<TwoRunSplice<T, NR>> splice;
+      if (run_count == 2 && width == NR && stride_w == 1 && images.read_tail) {
+        splice.emplace(runs[1].column);
+      }
       for (int64_t tap = 0; tap < taps; ++tap) {
         // This tap's rows of the strip: channels c with p0 <= c*R*S + tap < p0 + kc.
         const int64_t c_begin = c_first + (c_first * taps + tap < p0 ? 1 : 0);
@@ -281,6 +293,18 @@ struct ImageColumns {
         T* dst_tap = dst + (c_begin * taps + tap - p0) * NR;
         const T* src_tap = images.data + c_begin * images.channel_stride + tap_offset;
         const int64_t channels = c_end - c_begin;
+        if (splice) {
+          // Two runs filling the strip: whole rows, blended (copy_short.h). Reading NR
+          // elements from the first run stays inside the copy or its read tail; reading
+          // back from the second run's start stays inside the row before it.
+          const T* first = src_tap + runs[0].src;
+          const T* second = src_tap + runs[1].src;
+          for (int64_t c = 0; c < channels; ++c) {
+            (*splice)(first + c * images.channel_stride, second + c * images.channel_stride,
+                      dst_tap + c * row_step);
+          }
+          continue;
+        }
         for (int64_t i = 0; i < run_count; ++i) {
           const Run& run = runs[i];
           const T* src = src_tap + run.src;
