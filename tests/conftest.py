@@ -1,5 +1,6 @@
 import contextlib
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -25,6 +26,25 @@ TOLERANCES = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-1
 
 def tol(dtype):
     return TOLERANCES[np.dtype(dtype).type]
+
+
+def run_in_threads(work, count=4):
+    """Runs work() in `count` threads at once and returns the exceptions they raised (an
+    exception in a thread would otherwise not fail the test)."""
+    errors = []
+
+    def guarded():
+        try:
+            work()
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 # The emulator's order of threads and blocks for the whole session: shuffled, so that races

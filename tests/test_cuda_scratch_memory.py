@@ -24,6 +24,8 @@ import pytest
 import ranvier
 from ranvier import _C, ops
 
+from conftest import run_in_threads
+
 # x (N, C, H, W) = (8, 3, 9, 7), w (K, C, R, S) = (5, 3, 3, 3): dy (8, 5, 7, 5), no padding.
 # conv2d_backward_weight splits these N*P*Q = 280 (image, pixel) terms into at least two
 # slices of images (conv.cu: a slice is at least 128 terms deep, and a weight this small makes
@@ -140,21 +142,13 @@ def test_cupy_allocator_leaves_other_streams_to_cuda_malloc_async(fake_cupy):
 @needs_cuda_build
 def test_cupy_allocator_from_several_threads(fake_cupy):
     # Each probe releases the GIL, then re-acquires it inside the allocator and the free.
-    results, errors = [], []
+    results = []
 
     def work():
-        try:
-            for _ in range(50):
-                results.append(_C._cuda_scratch_probe(32, 0, "probe_kernel"))
-        except Exception as error:  # reported below, in the main thread
-            errors.append(error)
+        for _ in range(50):
+            results.append(_C._cuda_scratch_probe(32, 0, "probe_kernel"))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_in_threads(work) == []
     assert len(results) == 200 and len(fake_cupy.requests) == 200
     assert all(1 <= live <= 4 for _, live in results)
     assert all(memory() is None for memory in fake_cupy.handed_out)

@@ -2,13 +2,13 @@
 ranvier.cpu.memory_stats / empty_cache / set_cache_limit): outputs of 64 KiB and more reuse
 the blocks of freed arrays, and are ordinary arrays to their users."""
 
-import threading
-
 import numpy as np
 import pytest
 
 import ranvier
 from ranvier import _C, ops
+
+from conftest import run_in_threads
 
 MIN_BYTES = ranvier.cpu.memory_stats()["min_block_bytes"]
 
@@ -129,22 +129,13 @@ def test_lower_limit_and_empty_cache_release_blocks(cache):
 def test_in_use_bytes_return_after_threads_allocate_and_free(cache):
     baseline = cache.memory_stats()["in_use_bytes"]
     x = big_input(np.random.default_rng(7))
-    errors = []
 
     def work():
-        try:
-            for _ in range(50):
-                y = ops.relu(x)
-                assert y[0] == max(x[0], 0)
-        except Exception as error:  # reported below: a thread's assert does not fail the test
-            errors.append(error)
+        for _ in range(50):
+            y = ops.relu(x)
+            assert y[0] == max(x[0], 0)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_in_threads(work) == []
     assert cache.memory_stats()["in_use_bytes"] == baseline
 
 
