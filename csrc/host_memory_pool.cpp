@@ -26,8 +26,10 @@
 //    library. empty_cache() frees every cached block. Blocks in use are never counted
 //    against the limit.
 //  - A mutex guards the free lists (arrays may die on any thread that holds the GIL; the
-//    lock is held for a list operation only). The pool is created once and never destroyed,
-//    so arrays that outlive the module at interpreter exit release into a live pool.
+//    lock is held for a list operation only, and never while Python objects are made: that
+//    can run the garbage collector, whose freed arrays come back here on the same thread).
+//  - The pool is created once and never destroyed, so arrays that outlive the module at
+//    interpreter exit release into a live pool.
 //  - When an allocation fails, the cache is freed and the allocation tried once more before
 //    MemoryError.
 #include <pybind11/numpy.h>
@@ -133,16 +135,15 @@ class HostPool {
     release_cached();
   }
 
-  py::dict stats() {
+  struct Stats {
+    size_t cached_bytes, in_use_bytes, limit_bytes;
+    uint64_t hits, misses;
+  };
+  // A copy of the counters. No Python object may be made while the mutex is held: making
+  // one can run the garbage collector, whose freed arrays call give_back on this thread.
+  Stats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    py::dict out;
-    out["cached_bytes"] = cached_bytes_;
-    out["in_use_bytes"] = in_use_bytes_;
-    out["limit_bytes"] = limit_;
-    out["hits"] = hits_;
-    out["misses"] = misses_;
-    out["min_block_bytes"] = kMinPooledBytes;
-    return out;
+    return {cached_bytes_, in_use_bytes_, limit_, hits_, misses_};
   }
 
  private:
@@ -179,8 +180,14 @@ py::array host_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dty
   const size_t bytes = count * itemsize;
   if (bytes < kMinPooledBytes) return py::array(dtype, shape);
   void* data = host_pool().take(size_class(bytes));
-  py::capsule owner(data, [](void* block) { host_pool().give_back(block); });
-  return py::array(dtype, shape, data, owner);
+  py::capsule owner;
+  try {
+    owner = py::capsule(data, [](void* block) { host_pool().give_back(block); });
+  } catch (...) {
+    host_pool().give_back(data);  // no capsule owns it yet
+    throw;
+  }
+  return py::array(dtype, shape, data, owner);  // on failure owner's release returns it
 }
 
 }  // namespace
@@ -190,7 +197,18 @@ void bind_host_memory_pool(py::module_& m) {
         "Uninitialised C-contiguous host array; its memory comes from and returns to "
         "ranvier's host cache when it is min_block_bytes or more.");
   m.def(
-      "host_cache_stats", [] { return host_pool().stats(); },
+      "host_cache_stats",
+      [] {
+        const HostPool::Stats stats = host_pool().stats();
+        py::dict out;
+        out["cached_bytes"] = stats.cached_bytes;
+        out["in_use_bytes"] = stats.in_use_bytes;
+        out["limit_bytes"] = stats.limit_bytes;
+        out["hits"] = stats.hits;
+        out["misses"] = stats.misses;
+        out["min_block_bytes"] = kMinPooledBytes;
+        return out;
+      },
       "The host cache's counters: cached_bytes (free blocks held), in_use_bytes (blocks held "
       "by live arrays), limit_bytes, hits, misses, min_block_bytes.");
   m.def(
