@@ -29,11 +29,14 @@
 // of col's (kc, NR) panel piece straight from the image (per strip and filter tap, runs of
 // output pixels within one output row read consecutive pixels, stride_w apart, of one input
 // row, copied for each channel), and TransposedImageColumns packs col^T's strips the same
-// way, each of col's rows down one column of the strip. The padding is written out once per
-// image as zeros around a copy of each channel (PaddedImages, R*S times smaller than col;
-// the zeros only once per buffer, which a thread's blocks share), so that the copies need no
-// border tests. This saves an im2col pass that wrote col only for
-// the GEMM to read it back while packing.
+// way, each of col's rows down one column of the strip (runs of output pixels transposed in
+// SSE2 registers, pack_transposed.h). The padding is written out once per image as zeros
+// around a copy of each channel (PaddedImages, R*S times smaller than col; the zeros only
+// once per buffer, which a thread's blocks share), so that the copies need no border tests.
+// When output rows are narrower than a strip (14-pixel rows on 16-wide strips), a strip's
+// rows are each two runs; ImageColumns then copies whole rows blended under a mask
+// (TwoRunSplice, copy_short.h), reading past the runs into a tail the padded copy keeps.
+// This saves an im2col pass that wrote col only for the GEMM to read it back while packing.
 //
 // Input gradient by col2im: the GEMM writes the column gradient dcol, and col2im adds every
 // entry back onto the input pixel it came from (pixels seen by several taps collect several
