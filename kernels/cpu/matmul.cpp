@@ -31,7 +31,8 @@
 //
 // Small products (one block in every direction, one thread, at most 128^3 multiply-adds:
 // gemm_small) skip most of this: the micro-kernel reads op(A) and op(B) in place through its
-// strided entry point, and only the edge strips (and op(B) when B is transposed) are packed.
+// strided entry point, and only the edge strips (and op(B) when B is transposed, or when its
+// row stride would make its strips fight over a few L1 sets) are packed.
 //
 // The micro-kernels (gemm_micro_kernels.h) are AVX-512, AVX2+FMA (gemm_avx512.cpp,
 // gemm_avx2.cpp: target attributes, never -march) and the portable C++ one below;
@@ -42,6 +43,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <new>
 
 #include "gemm_b_packer.h"
@@ -478,6 +480,22 @@ void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking,
                           StoredB<T>{trans_b, b, ldb}, beta, c, ldc);
 }
 
+// Whether a B strip read in place, k rows of one cache line each, ld_bytes apart, would be
+// evicted from L1 between the MR-row tiles that reuse it. An L1 set is picked by address
+// bits 6-11 (64 sets of 64-byte lines: 32 KiB 8-way and 48 KiB 12-way alike), so rows a
+// multiple of 256 bytes apart share few sets: 128 floats apart, all k rows fall in 8 sets,
+// whose 8 ways hold 64 of them. The strip is then packed. Counted as thrashing once the
+// rows need more than half of the lines their sets hold (the other half is left to A and
+// C). 128^3 float on AVX2, best of 40 interleaved batches: in place 51 us (64 us with a
+// transposed A), packed 47 us (48 us); with k = 64 or rows 192 floats apart the two
+// measured the same.
+bool b_strip_thrashes_l1(int64_t ld_bytes, int64_t k) {
+  constexpr int64_t kLine = 64, kSets = 64, kWays = 8;
+  if (ld_bytes % kLine != 0) return false;  // the rows' lines walk through every set
+  const int64_t sets_touched = kSets / std::gcd(ld_bytes / kLine, kSets);
+  return k > sets_touched * kWays / 2;
+}
+
 // The small path, for a product that is one cache block in every direction (m <= MC,
 // n <= NC, k <= KC) and gets one thread: 64x64 @ 64x64, a tiny layer's (32, 30) @ (30, 64).
 // Both operands then sit in L1/L2 anyway, so packing them buys little and costs much: at
@@ -486,14 +504,16 @@ void gemm_blocked(gk::MicroKernel<T> micro_kernel, const GemmBlocking& blocking,
 // Here the micro-kernel reads op(A) and op(B) where they lie (the strided entry point) and
 // only what it cannot read in place is packed, zero-padded, into thread_scratch: the last
 // MR-row strip of op(A) when MR does not divide m, the last NR-column strip of op(B) when NR
-// does not divide n, and all of op(B) when trans_b (its rows are b's columns). One block of k
-// means beta is applied in the one pass over C.
+// does not divide n, and all of op(B) when trans_b (its rows are b's columns) or when its
+// strips would not stay in L1 in place (b_strip_thrashes_l1). One block of k means beta is
+// applied in the one pass over C.
 template <typename T, int64_t MR, int64_t NR>
 void gemm_small(gk::StridedMicroKernel<T> micro_kernel, bool trans_a, bool trans_b, int64_t m,
                 int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb,
                 T beta, T* c, int64_t ldc) {
   const int64_t m_full = round_down(m, MR);                   // rows [0, m_full) in place
-  const int64_t n_full = trans_b ? 0 : round_down(n, NR);     // columns [0, n_full) in place
+  const bool b_in_place_ok = !trans_b && !b_strip_thrashes_l1(ldb * int64_t{sizeof(T)}, k);
+  const int64_t n_full = b_in_place_ok ? round_down(n, NR) : 0;  // columns [0, n_full) in place
   const int64_t b_packed_cols = round_up(n - n_full, NR);
   const int64_t a_packed_rows = m_full < m ? MR : 0;
   T* packed_b = thread_scratch<T>(static_cast<size_t>(k * (b_packed_cols + a_packed_rows)));
