@@ -192,29 +192,49 @@ def test_unbatched_and_empty_batch(rng):
 
 # --- ties, NaN, -inf ---------------------------------------------------------------------
 
-def test_max_pool_ties_pick_the_first_maximum():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_ties_pick_the_first_maximum(dtype):
     x = np.array([[[[1.0, 3.0, 3.0, 0.0],
                     [3.0, 2.0, 3.0, 3.0],
                     [5.0, 5.0, 7.0, 7.0],
-                    [5.0, 5.0, 7.0, 7.0]]]])
+                    [5.0, 5.0, 7.0, 7.0]]]], dtype=dtype)
     _, idx = ops.max_pool2d(x, 2)
     np.testing.assert_array_equal(idx[0, 0], [[1, 2], [8, 10]])
-    _, idx = ops.max_pool1d(np.array([[[2.0, 2.0, 2.0, 1.0, 4.0, 4.0]]]), 3, stride=1)
+    _, idx = ops.max_pool1d(np.array([[[2.0, 2.0, 2.0, 1.0, 4.0, 4.0]]], dtype=dtype), 3, stride=1)
     np.testing.assert_array_equal(idx[0, 0], [0, 1, 4, 4])
 
 
-def test_max_pool_nan_wins_and_all_minus_inf_window():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_nan_wins_and_all_minus_inf_window(dtype):
     nan, inf = np.nan, np.inf
-    x = np.array([[[[1.0, nan, 9.0, -inf],
-                    [2.0, 3.0, -inf, -inf]]]])
+    x = np.array([[[[1.0, nan, 9.0, -inf, nan, 2.0],
+                    [2.0, 3.0, -inf, -inf, 4.0, nan]]]], dtype=dtype)
     y, idx = ops.max_pool2d(x, 2)
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 1
     assert y[0, 0, 0, 1] == 9.0 and idx[0, 0, 0, 1] == 2
-    y, idx = ops.max_pool2d(np.full((1, 1, 2, 2), -inf), 2)
+    assert np.isnan(y[0, 0, 0, 2]) and idx[0, 0, 0, 2] == 11  # the last NaN of the window
+    y, idx = ops.max_pool2d(np.full((1, 1, 2, 2), -inf, dtype=dtype), 2)
     assert y[0, 0, 0, 0] == -inf and idx[0, 0, 0, 0] == 0
     # The gradient follows the NaN's index.
-    dx = ops.max_pool2d_backward(np.ones((1, 1, 1, 2)), ops.max_pool2d(x, 2)[1], x.shape)
-    assert dx[0, 0, 0, 1] == 1 and dx[0, 0, 0, 0] == 0
+    dx = ops.max_pool2d_backward(np.ones((1, 1, 1, 3), dtype=dtype), ops.max_pool2d(x, 2)[1], x.shape)
+    assert dx[0, 0, 0, 1] == 1 and dx[0, 0, 0, 0] == 0 and dx[0, 0, 1, 5] == 1
+
+
+# nn.MaxPool2d(2) on float32 has its own SIMD kernel (kernels/cpu/pooling_avx2.cpp), eight
+# windows a step with masked loads and stores for the last ones of a row: output widths 1 to
+# 17 (a part step alone, one whole step, whole steps and a part), input rows of even and odd
+# widths (a last column no window uses), heights with a last row no window uses.
+@pytest.mark.parametrize("in_w", list(range(2, 36)))
+def test_max_pool_2x2_float32_every_row_width(in_w, rng):
+    shape = (2, 3, 5, in_w)
+    # Few distinct values make ties common; NaN and -inf land in some windows.
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.05] = -np.inf
+    y, idx = ops.max_pool2d(x, 2)
+    y_ref, idx_ref = ref.max_pool2d(x, 2)
+    np.testing.assert_array_equal(idx, idx_ref)
+    np.testing.assert_array_equal(y, y_ref.astype(np.float32))  # NaN where the reference has one
 
 
 def test_overlapping_windows_accumulate_the_gradient():

@@ -107,19 +107,6 @@ namespace dk = depthwise_kernels;
 //   (64, 1, 8, 8) into 32 channels:                                1.5 / 2.3 / 1.7 against 1.5 / 3.4 / 2.2
 constexpr int64_t kMaxFiltersPerChannel = 8;
 
-// The path's kernels: AVX2 where the CPU has it (the AVX-512 path included), else portable.
-bool use_avx2_kernels() {
-#if RANVIER_SIMD_X86
-  static const bool avx2 = [] {
-    const CpuFeatures f = cpu_features();
-    return simd_path() != SimdPath::portable && f.avx2 && f.fma;
-  }();
-  return avx2;
-#else
-  return false;
-#endif
-}
-
 template <typename T>
 void tap_sums(const dk::TapSums<T>& args) {
 #if RANVIER_SIMD_X86

@@ -3,16 +3,21 @@
 // Every plane (one channel of one sample) is pooled independently, so the work is split
 // over the N * C planes and each thread writes only its own planes: the backward passes
 // accumulate into dx without atomics. Window sums are accumulated in double. The window
-// arithmetic is pooling_math.h's, shared with the CUDA kernels.
+// arithmetic is pooling_math.h's, shared with the CUDA kernels. Max pooling with 2x2
+// windows at stride 2 on float32, the pooling of nearly every CNN, has an AVX2 kernel
+// (pooling_avx2.cpp); the loops here serve the rest.
 #include "ranvier/pooling.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "parallel.h"
+#include "pooling_kernels.h"
 #include "ranvier/pooling_math.h"
+#include "ranvier/simd_path.h"
 
 namespace ranvier::cpu {
 
@@ -33,7 +38,8 @@ bool windows_inside(const Pool2dGeometry& g) {
 // One plane's max pooling when every window lies inside it, for a KH x KW kernel known at
 // compile time: no window bounds to compute, the window loops unroll, and the compiler can
 // vectorise along the output row (GCC 12 does for 2x2), which the general loop below, with
-// its bounds and steps computed per window, does not allow.
+// its bounds and steps computed per window, does not allow. (2x2 windows at stride 2 on
+// float32 take pooling_avx2.cpp's kernel instead, where the CPU has AVX2.)
 template <typename T, int KH, int KW>
 void max_pool_plane_inside(const Pool2dGeometry& g, const T* xp, T* yp, int64_t* ip) {
   // Locals: the stores to yp and ip could alias g as far as the compiler knows.
@@ -61,6 +67,21 @@ void max_pool_plane_inside(const Pool2dGeometry& g, const T* xp, T* yp, int64_t*
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+#if RANVIER_SIMD_X86
+  if constexpr (std::is_same_v<T, float>) {
+    // nn.MaxPool2d(2): the SIMD kernel (pooling_kernels.h).
+    if (windows_inside(g) && g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 &&
+        g.stride_w == 2 && use_avx2_kernels()) {
+      parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          pooling_kernels::avx2::max_pool_2x2_stride_2_plane(x + p * in_plane, g.in_w, g.out_h, g.out_w,
+                                                             y + p * out_plane, indices + p * out_plane);
+        }
+      });
+      return;
+    }
+  }
+#endif
   using PlaneKernel = void (*)(const Pool2dGeometry&, const T*, T*, int64_t*);
   PlaneKernel inside = nullptr;  // the common kernels' fast path, where it applies
   if (windows_inside(g)) {

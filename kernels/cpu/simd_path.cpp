@@ -85,4 +85,12 @@ SimdPath simd_path() {
 
 const char* simd_path_requested() { return requested_path().c_str(); }
 
+bool use_avx2_kernels() {
+  static const bool avx2 = [] {
+    const CpuFeatures f = cpu_features();
+    return simd_path() != SimdPath::portable && f.avx2 && f.fma;
+  }();
+  return avx2;
+}
+
 }  // namespace ranvier::cpu

@@ -1,6 +1,7 @@
 // Which SIMD instruction set the CPU kernels use: one choice per process, shared by the GEMM
-// micro-kernels (matmul.cpp), the vectorised math (vector_math.cpp) and the depthwise
-// convolution kernels (conv_depthwise.cpp), so that RANVIER_CPU_PATH forces them all.
+// micro-kernels (matmul.cpp), the vectorised math (vector_math.cpp), the depthwise
+// convolution kernels (conv_depthwise.cpp) and max pooling's (pooling.cpp), so that
+// RANVIER_CPU_PATH forces them all.
 #pragma once
 
 // The SIMD paths need GCC/Clang target attributes and x86-64 intrinsics.
@@ -34,5 +35,10 @@ const char* simd_path_name(SimdPath path);
 // What RANVIER_CPU_PATH asked for ("" when unset or empty): to tell a forced path from a
 // fallback.
 const char* simd_path_requested();
+
+// Whether the kernels written for AVX2 alone (the depthwise convolution's, max pooling's)
+// run: on the avx2 path and on the avx512 path, whose CPUs have AVX2 + FMA too; not on the
+// portable one. Always false where RANVIER_SIMD_X86 is 0.
+bool use_avx2_kernels();
 
 }  // namespace ranvier::cpu
