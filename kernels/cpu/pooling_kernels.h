@@ -16,9 +16,10 @@ namespace avx2 {
 // = the flat index (2oh + i) * in_w + 2ow + j of that element within the plane, by
 // take_if_larger's rule (pooling_math.h): the first maximum in the order (0,0), (0,1),
 // (1,0), (1,1) wins ties, a NaN wins over numbers, the last NaN over earlier ones.
-// x (2 * out_h rows of in_w, in_w >= 2 * out_w), y and indices (out_h, out_w).
-void max_pool_2x2_stride_2_plane(const float* x, int64_t in_w, int64_t out_h, int64_t out_w,
-                                 float* y, int64_t* indices);
+// x (in_h, in_w) with in_h >= 2 * out_h and in_w >= 2 * out_w; y and indices (out_h, out_w).
+// It reads and writes only within these planes.
+void max_pool_2x2_stride_2_plane(const float* x, int64_t in_h, int64_t in_w, int64_t out_h,
+                                 int64_t out_w, float* y, int64_t* indices);
 
 }  // namespace avx2
 #endif
