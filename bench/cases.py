@@ -512,6 +512,63 @@ def conv(quick: bool, timer) -> list[Row]:
     return _conv_rows("conv", CONV_QUICK_CASES if quick else CONV_CASES, "cpu", timer)
 
 
+# --- pooling ---------------------------------------------------------------------------------
+# nn.MaxPool2d(2) on the MNIST-sized CNN's two activations, forward (values and arg-max
+# indices, as training needs them) and forward+backward, against PyTorch.
+POOL_CASES = (  # (name, x shape, kernel size)
+    ("MNIST CNN pool 1", (64, 32, 28, 28), 2),
+    ("MNIST CNN pool 2", (64, 64, 14, 14), 2),
+)
+POOL_QUICK_CASES = (("tiny", (2, 3, 9, 7), 2),)
+
+
+def pool(quick: bool, timer) -> list[Row]:
+    ranvier_pool = _ops_function("max_pool2d")
+    ranvier_pool_backward = _ops_function("max_pool2d_backward")
+    torch = _torch()
+    rng = np.random.default_rng(6)
+    rows = []
+    for name, x_shape, kernel in POOL_QUICK_CASES if quick else POOL_CASES:
+        x = _random(rng, *x_shape)
+        y, _ = ranvier_pool(x, kernel)
+        grad_output = _random(rng, *y.shape)
+        size = f"x {x_shape}, kernel {kernel}"
+
+        def ranvier_forward():
+            return ranvier_pool(x, kernel)[0]
+
+        def ranvier_training():
+            _, indices = ranvier_pool(x, kernel)
+            return ranvier_pool_backward(grad_output, indices, x.shape, kernel)
+
+        op = f"max_pool2d float32, {name}"
+        if torch is None:
+            for label, fn in (("forward", ranvier_forward), ("forward+backward", ranvier_training)):
+                rows.append(Row("pool", f"{op} {label}", size, median_seconds(fn, timer), "torch", None,
+                                note="PyTorch not installed (pip install '.[bench]')"))
+            continue
+        x_t = torch.from_numpy(x).requires_grad_()
+        grad_output_t = torch.from_numpy(grad_output)
+        peer = f"torch {torch.__version__}"
+
+        def torch_forward():
+            with torch.no_grad():
+                return torch.nn.functional.max_pool2d(x_t, kernel, return_indices=True)[0]
+
+        def torch_training():
+            x_t.grad = None
+            torch.nn.functional.max_pool2d(x_t, kernel).backward(grad_output_t)
+            return x_t.grad
+
+        note = _same(ranvier_forward(), torch_forward().numpy(), rtol=0, atol=0)
+        rows.append(Row("pool", f"{op} forward", size, median_seconds(ranvier_forward, timer), peer,
+                        median_seconds(torch_forward, timer), note=note))
+        note = _same(ranvier_training(), torch_training().numpy(), rtol=0, atol=0)
+        rows.append(Row("pool", f"{op} forward+backward", size, median_seconds(ranvier_training, timer),
+                        peer, median_seconds(torch_training, timer), note=note))
+    return rows
+
+
 def _require_gpu():
     import ranvier
 
@@ -604,6 +661,7 @@ SECTIONS = {
     "softmax": softmax,
     "train": training_steps,
     "conv": conv,
+    "pool": pool,
     "gpu_matmul": gpu_matmul,
     "gpu_conv": gpu_conv,
     "gpu_train": gpu_training_steps,

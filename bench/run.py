@@ -3,7 +3,7 @@
     python -m bench                      # everything (under a minute on 2 cores)
     python -m bench --quick              # tiny sizes, a few seconds: checks the bench runs
     python -m bench --only matmul        # one section: matmul, linear, activations, softmax, train, conv,
-                                         # gpu_matmul (vs cuBLAS), gpu_conv (vs cuDNN), gpu_train
+                                         # pool, gpu_matmul (vs cuBLAS), gpu_conv (vs cuDNN), gpu_train
                                          # (vs PyTorch on the GPU); GPU sections skip without a GPU
     python -m bench --markdown           # the table as Markdown, for bench/RESULTS.md
     python -m bench --threads 1          # OMP/BLAS/PyTorch threads (default: the libraries' own)
@@ -22,8 +22,8 @@ import sys
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `import bench` work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SECTION_NAMES = ("matmul", "linear", "activations", "softmax", "train", "conv", "gpu_matmul", "gpu_conv",
-                 "gpu_train")
+SECTION_NAMES = ("matmul", "linear", "activations", "softmax", "train", "conv", "pool", "gpu_matmul",
+                 "gpu_conv", "gpu_train")
 
 # Read by OpenMP (ranvier's kernels), OpenBLAS/MKL (NumPy) when the libraries load.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("matmul", "linear", "activations", "softmax", "train", "conv", "gpu_matmul", "gpu_conv", "gpu_train")
+SECTIONS = ("matmul", "linear", "activations", "softmax", "train", "conv", "pool", "gpu_matmul", "gpu_conv",
+            "gpu_train")
 
 
 def run_bench(*args):
