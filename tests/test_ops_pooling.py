@@ -221,10 +221,10 @@ def test_max_pool_nan_wins_and_all_minus_inf_window(dtype):
 
 
 # nn.MaxPool2d(2) on float32 has its own SIMD kernel (kernels/cpu/pooling_avx2.cpp), eight
-# windows a step with masked loads and stores for the last ones of a row: output widths 1 to
-# 17 (a part step alone, one whole step, whole steps and a part), input rows of even and odd
-# widths (a last column no window uses), heights with and without a last row no window
-# uses. A part step reads and writes on into the next rows except at the end of a plane.
+# windows a step; a row's last, part step reads and writes on into the next rows, except at
+# the end of a plane, where it masks its loads and stores. Output widths 1 to 17 (a part
+# step alone, one whole step, whole steps and a part), input rows of even and odd widths (a
+# last column no window uses), heights with and without a last row no window uses.
 @pytest.mark.parametrize("in_h", [4, 5])
 @pytest.mark.parametrize("in_w", list(range(2, 36)))
 def test_max_pool_2x2_float32_every_row_width(in_h, in_w, rng):

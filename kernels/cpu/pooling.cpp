@@ -74,8 +74,8 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indi
         g.stride_w == 2 && use_avx2_kernels()) {
       parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
         for (int64_t p = begin; p < end; ++p) {
-          pooling_kernels::avx2::max_pool_2x2_stride_2_plane(x + p * in_plane, g.in_h, g.in_w, g.out_h, g.out_w,
-                                                             y + p * out_plane, indices + p * out_plane);
+          pooling_kernels::avx2::max_pool_2x2_stride_2_plane(
+              x + p * in_plane, g.in_h, g.in_w, g.out_h, g.out_w, y + p * out_plane, indices + p * out_plane);
         }
       });
       return;
