@@ -17,7 +17,7 @@ DTYPES = [np.float32, np.float64]
 
 # (input shape, window arguments): batch 1, odd and prime sizes, stride > kernel, padding,
 # overlapping windows (stride < kernel), rectangular windows, dilation, ceil_mode. Max
-# pooling's 2x2, 3x3, 2 and 3 windows take a fast path when all of them lie inside the input
+# pooling's 2x2, 3x3, 2, 3 and 4 windows take a fast path when all of them lie inside the input
 # (kernels/cpu/pooling.cpp): the cases with neither padding nor dilation nor ceil_mode's cut
 # windows go through it.
 MAX2D_CASES = [
@@ -38,6 +38,7 @@ MAX1D_CASES = [
     ((1, 4, 23), dict(kernel_size=3, stride=1, dilation=3, padding=1)),
     ((2, 1, 10), dict(kernel_size=3, stride=2, ceil_mode=True)),
     ((2, 2, 13), dict(kernel_size=3)),
+    ((2, 3, 23), dict(kernel_size=4)),
 ]
 AVG2D_CASES = [
     ((1, 1, 4, 4), dict(kernel_size=2)),

@@ -89,6 +89,7 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indi
     if (g.kernel_h == 3 && g.kernel_w == 3) inside = max_pool_plane_inside<T, 3, 3>;
     if (g.kernel_h == 1 && g.kernel_w == 2) inside = max_pool_plane_inside<T, 1, 2>;  // max_pool1d
     if (g.kernel_h == 1 && g.kernel_w == 3) inside = max_pool_plane_inside<T, 1, 3>;
+    if (g.kernel_h == 1 && g.kernel_w == 4) inside = max_pool_plane_inside<T, 1, 4>;  // DNA models pool by 4
   }
   parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
