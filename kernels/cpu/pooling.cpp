@@ -61,27 +61,19 @@ void max_pool_plane_inside(const Pool2dGeometry& g, const T* xp, T* yp, int64_t*
   }
 }
 
+#if RANVIER_SIMD_X86
+// The AVX2 kernel behind max_pool_plane_inside's signature.
+void max_pool_plane_2x2_stride_2_avx2(const Pool2dGeometry& g, const float* xp, float* yp, int64_t* ip) {
+  pooling_kernels::avx2::max_pool_2x2_stride_2_plane(xp, g.in_h, g.in_w, g.out_h, g.out_w, yp, ip);
+}
+#endif
+
 }  // namespace
 
 // x (planes, in_h, in_w) -> y, indices (planes, out_h, out_w)
 template <typename T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indices) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-#if RANVIER_SIMD_X86
-  if constexpr (std::is_same_v<T, float>) {
-    // nn.MaxPool2d(2): the SIMD kernel (pooling_kernels.h).
-    if (windows_inside(g) && g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 &&
-        g.stride_w == 2 && use_avx2_kernels()) {
-      parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          pooling_kernels::avx2::max_pool_2x2_stride_2_plane(
-              x + p * in_plane, g.in_h, g.in_w, g.out_h, g.out_w, y + p * out_plane, indices + p * out_plane);
-        }
-      });
-      return;
-    }
-  }
-#endif
   using PlaneKernel = void (*)(const Pool2dGeometry&, const T*, T*, int64_t*);
   PlaneKernel inside = nullptr;  // the common kernels' fast path, where it applies
   if (windows_inside(g)) {
@@ -90,6 +82,14 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* indi
     if (g.kernel_h == 1 && g.kernel_w == 2) inside = max_pool_plane_inside<T, 1, 2>;  // max_pool1d
     if (g.kernel_h == 1 && g.kernel_w == 3) inside = max_pool_plane_inside<T, 1, 3>;
     if (g.kernel_h == 1 && g.kernel_w == 4) inside = max_pool_plane_inside<T, 1, 4>;  // DNA models pool by 4
+#if RANVIER_SIMD_X86
+    if constexpr (std::is_same_v<T, float>) {
+      // nn.MaxPool2d(2): the SIMD kernel (pooling_kernels.h).
+      if (g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && use_avx2_kernels()) {
+        inside = max_pool_plane_2x2_stride_2_avx2;
+      }
+    }
+#endif
   }
   parallel_for(g.planes, window_cost(g), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
