@@ -47,6 +47,7 @@
 
 #include "array_view.h"
 #include "bindings.h"
+#include "host_memory_pool.h"
 
 namespace ranvier::binding {
 
@@ -161,8 +162,8 @@ HostPool& host_pool() {
   return *pool;
 }
 
-// An uninitialised C-contiguous array of `shape` and `dtype`; from the cache when it is
-// kMinPooledBytes or more.
+}  // namespace
+
 py::array host_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
   const char* op = "empty";
   size_t count = 1;
@@ -189,8 +190,6 @@ py::array host_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dty
   }
   return py::array(dtype, shape, data, owner);  // on failure owner's release returns it
 }
-
-}  // namespace
 
 void bind_host_memory_pool(py::module_& m) {
   m.def("host_empty", &host_empty, py::arg("shape"), py::arg("dtype"),

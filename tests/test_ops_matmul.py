@@ -39,14 +39,73 @@ def assert_product_close(got, a, b, trans_a, trans_b, dtype):
 
 # --- matmul: values ----------------------------------------------------------------------
 
+@pytest.mark.parametrize("with_out", [False, True], ids=["new", "out"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
 @pytest.mark.parametrize("m,n,k", SHAPES)
-def test_matmul_2d_matches_reference(rng, m, n, k, trans_a, trans_b, dtype):
+def test_matmul_2d_matches_reference(rng, m, n, k, trans_a, trans_b, dtype, with_out):
+    # Without out, two plain matrices take the one-call fast path (_C.matmul_matrices);
+    # with out (filled with NaN, which must all be overwritten), ops.matmul's general path.
     a = stored(rng, m, k, trans_a, dtype)
     b = stored(rng, k, n, trans_b, dtype)
-    c = ops.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    out = np.full((m, n), np.nan, dtype=dtype) if with_out else None
+    c = ops.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
+    assert with_out == (c is out)
+    assert c.flags.c_contiguous and c.flags.writeable
     assert_product_close(c, a, b, trans_a, trans_b, dtype)
+
+
+def _misaligned_matrix():
+    """A (3, 4) float32 matrix whose data starts one byte past an element boundary."""
+    raw = np.zeros(3 * 4 * 4 + 1, dtype=np.uint8)
+    a = raw[1:].view(np.float32).reshape(3, 4)
+    assert a.ctypes.data % 4 != 0
+    return a
+
+
+@pytest.mark.parametrize("case", [
+    "mixed_dtypes", "non_contiguous", "byte_swapped", "float16", "int64", "three_d", "one_d",
+    "inner_dims_differ", "misaligned", "list"])
+def test_matmul_fast_path_declines_everything_but_plain_matrices(rng, case):
+    # _C.matmul_matrices returns None for what it does not take, and ops.matmul's general
+    # path then converts, computes or reports as it always did.
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    b = rng.standard_normal((4, 5)).astype(np.float32)
+    if case == "mixed_dtypes":
+        b = b.astype(np.float64)
+    elif case == "non_contiguous":
+        b = np.asfortranarray(b)
+    elif case == "byte_swapped":
+        b = b.astype(b.dtype.newbyteorder())
+    elif case == "float16":
+        a, b = a.astype(np.float16), b.astype(np.float16)
+    elif case == "int64":
+        a, b = a.astype(np.int64), b.astype(np.int64)
+    elif case == "three_d":
+        a = a[None]
+    elif case == "one_d":
+        a = a[0].copy()
+    elif case == "inner_dims_differ":
+        b = b[:3].copy()
+    elif case == "misaligned":
+        a = _misaligned_matrix()
+    elif case == "list":
+        a = a.tolist()
+    assert _C.matmul_matrices(a, b) is None
+    assert _C.matmul_matrices(b, a, True, True) is None
+
+
+def test_matmul_fast_path_output_comes_from_the_host_cache(rng):
+    # A product of 64 KiB or more is allocated from ranvier's host cache, as every op's
+    # output is: its block is in use while the array lives and back in the cache after.
+    a = rng.standard_normal((128, 96)).astype(np.float32)
+    b = rng.standard_normal((96, 160)).astype(np.float32)
+    before = _C.host_cache_stats()["in_use_bytes"]
+    c = ops.matmul(a, b)
+    assert _C.host_cache_stats()["in_use_bytes"] >= before + c.nbytes
+    assert_product_close(c, a, b, False, False, np.float32)
+    del c
+    assert _C.host_cache_stats()["in_use_bytes"] == before
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

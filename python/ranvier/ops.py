@@ -168,6 +168,13 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
         >>> matmul(np.ones((3, 2, 4)), np.ones((5, 4)), trans_b=True).shape
         (3, 2, 5)
     """
+    if out is None and type(a) is np.ndarray and type(b) is np.ndarray:
+        # Two plain NumPy matrices of one float dtype, the commonest call: checked,
+        # allocated and multiplied in one call into C++ (~4 us less at 64x64), which
+        # returns None for anything else.
+        c = _C.matmul_matrices(a, b, bool(trans_a), bool(trans_b))
+        if c is not None:
+            return c
     op = "matmul"
     # Checked before float_inputs, whose ascontiguousarray turns 0-D into 1-D.
     if _ndim(a) == 0 or _ndim(b) == 0:
