@@ -69,11 +69,13 @@ CASES_2D = {
     "wide_rows": ((2, 3, 6, 37), (4, 3, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "8x8_image_blocks": ((40, 4, 8, 8), (6, 4, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     # One input channel and at most 8 filters per group go to the direct kernels
-    # (kernels/cpu/conv_depthwise.cpp): rows cut at both ends by asymmetric padding, strides
-    # and dilations on both axes, a multiplier of 3, batch 1 with odd sizes, single-channel
-    # images without groups (3 and 8 filters), wide rows for the vectorised stride-1 loops,
-    # and a kernel that only fits with padding. "single_channel_many_filters" (9 filters)
-    # takes the GEMM.
+    # (kernels/cpu/conv_depthwise.cpp) in all three passes: rows cut at both ends by
+    # asymmetric padding, strides and dilations on both axes, a multiplier of 3, batch 1 with
+    # odd sizes, single-channel images without groups (3 and 8 filters), wide rows for the
+    # vectorised stride-1 loops, and a kernel that only fits with padding. With 9 to 16
+    # filters per group the forward pass is direct and the backward passes take the GEMM
+    # ("single_channel_many_filters": 9, "depthwise_multiplier_16": 16, grouped); with 17,
+    # all three take the GEMM ("single_channel_17_filters").
     # Rows of 150 outputs take the kernels' blocks of 8 vectors and a narrower remainder
     # (16 + 3 float vectors, 32 + 6 double on AVX2); padding beyond the kernel's reach cuts dy's
     # first rows and columns out of the backward input's copy; a multiplier of 4 with stride
@@ -84,6 +86,10 @@ CASES_2D = {
     "single_channel_image": ((3, 1, 9, 8), (3, 1, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
     "single_channel_many_filters": ((3, 1, 9, 8), (9, 1, 3, 3), 2, 1, ((1, 1), (1, 1)), 1, 1, True),
     "single_channel_8_filters": ((2, 1, 7, 9), (8, 1, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1, True),
+    "depthwise_multiplier_16": ((2, 2, 7, 6), (32, 1, 3, 3), 1, (1, 0), ((1, 1), (0, 0)), 1, 2,
+                                True),
+    "single_channel_17_filters": ((2, 1, 9, 7), (17, 1, 3, 3), 1, 1, ((1, 1), (1, 1)), 1, 1,
+                                  True),
     "depthwise_wide_rows": ((2, 2, 5, 37), (2, 1, 3, 3), 1, "same", ((1, 1), (1, 1)), 1, 2, True),
     "depthwise_kernel_larger_than_image": ((2, 2, 2, 3), (4, 1, 4, 4), 1, (1, 1), ((1, 1), (1, 1)),
                                            1, 2, True),

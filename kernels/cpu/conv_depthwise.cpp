@@ -1,6 +1,6 @@
-// Depthwise convolution (one input channel and at most kMaxFiltersPerChannel = 8 filters
-// per group), computed directly rather than as a GEMM: conv.cpp sends these shapes here
-// (conv_depthwise.h).
+// Depthwise convolution (one input channel per group, and a few filters per group: at most
+// 16 in the forward pass, 8 in the backward passes), computed directly rather than as a
+// GEMM: conv.cpp sends these passes here (depthwise_kernels_take, conv_depthwise.h).
 //
 // Such a GEMM has K/g (often 1) rows and a depth of only R*S (9 for a 3x3 kernel), so
 // packing its operands costs more than the arithmetic. Here each output is instead a short
@@ -99,13 +99,27 @@ namespace {
 
 namespace dk = depthwise_kernels;
 
-// Up to here the direct kernels beat the GEMM; beyond it the two are close on large images
-// and the GEMM wins on small ones. One thread (AVX2), 3x3, each pass as a ratio to
-// PyTorch's time (forward / backward input / backward weight), direct against GEMM:
-//   (32, 8, 28, 28) into 64 channels, 8 groups (8 filters each):  3.6 / 3.5 / 3.7 against 1.2 / 2.7 / 1.2
-//   (64, 1, 28, 28) into 64 channels:                              1.05 / 4.4 / 2.7 against 1.06 / 5.0 / 1.9
-//   (64, 1, 8, 8) into 32 channels:                                1.5 / 2.3 / 1.7 against 1.5 / 3.4 / 2.2
-constexpr int64_t kMaxFiltersPerChannel = 8;
+// The most filters per group (K/g) for which the direct kernels take each pass. Beyond them
+// the GEMM, whose rows are those filters, catches up. Direct kernels' speed over the GEMM's
+// (its time / theirs), AVX2 (Zen 3), one thread, 3x3 unless said, min over interleaved runs,
+// forward / backward input / backward weight:
+//   filters per group   shape (N, C, H = W) -> K
+//    8                  (64, 1, 28) -> 8:              1.95 / 1.22 / 1.56
+//    8                  (64, 1, 8) -> 8:               1.32 / 1.04 / 0.74
+//   16                  (64, 1, 28) -> 16:             1.08 / 0.90 / 1.21
+//   16                  (64, 1, 8) -> 16:              1.07 / 0.90 / 0.60
+//   16                  (64, 1, 100) -> 16, 5x5:       1.56 / 1.32 / 1.10
+//   16                  (64, 4, 28) -> 64, 4 groups:   1.69 / 1.08 / 1.08
+//   16                  (32, 8, 28) -> 128, 8 groups:  1.49 / 1.15 / 1.52
+//   32                  (64, 1, 28) -> 32:             1.14 / 0.82 / 1.03
+//   32                  (64, 1, 14) -> 32:             0.89 / 0.66 / 0.85
+//   32                  (64, 1, 8) -> 32:              0.97 / 0.79 / 0.53
+//   64                  (64, 1, 28) -> 64:             1.12 / 0.79 / 0.92
+// With 2 or 4 filters per group they win 2-5x in every pass ((64, 32, 14) -> 64, 32 groups:
+// 3.95 / 5.42 / 3.14). The forward pass wins up to 16; the backward passes, mixed beyond 8,
+// keep 8.
+constexpr int64_t kMaxForwardFiltersPerGroup = 16;
+constexpr int64_t kMaxBackwardFiltersPerGroup = 8;
 
 template <typename T>
 void tap_sums(const dk::TapSums<T>& args) {
@@ -218,8 +232,11 @@ bool output_is_empty(const Conv2dShape& s) {
 
 }  // namespace
 
-bool conv2d_is_depthwise(const Conv2dShape& s) {
-  return s.groups > 0 && s.in_channels == s.groups && s.out_channels <= kMaxFiltersPerChannel * s.groups;
+bool depthwise_kernels_take(const Conv2dShape& s, ConvPass pass) {
+  const int64_t max_filters_per_group =
+      pass == ConvPass::Forward ? kMaxForwardFiltersPerGroup : kMaxBackwardFiltersPerGroup;
+  return s.groups > 0 && s.in_channels == s.groups &&
+         s.out_channels <= max_filters_per_group * s.groups;
 }
 
 template <typename T>

@@ -1,5 +1,5 @@
 // Direct kernels for depthwise convolutions (conv_depthwise.cpp).
-// Not part of the public kernel API: conv.cpp sends the shapes for which conv2d_is_depthwise
+// Not part of the public kernel API: conv.cpp sends the passes for which depthwise_kernels_take
 // holds here, with the arguments its own conv2d functions take.
 #pragma once
 #include <cstdint>
@@ -8,9 +8,13 @@
 
 namespace ranvier::cpu {
 
-// C/g == 1 and K/g <= 8: depthwise convolutions with a channel multiplier of at most 8
-// (single-channel images with up to 8 filters included).
-bool conv2d_is_depthwise(const Conv2dShape& s);
+// The three passes of a convolution: the direct kernels pay over different ranges of shapes.
+enum class ConvPass { Forward, BackwardInput, BackwardWeight };
+
+// Whether `pass` of convolution s goes to the direct kernels here: C/g == 1 (depthwise
+// convolutions, single-channel images included) with at most 16 filters per group for the
+// forward pass and 8 for the backward passes (conv_depthwise.cpp has the measurements).
+bool depthwise_kernels_take(const Conv2dShape& s, ConvPass pass);
 
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, 1, R, S)) + bias (K); bias may be null.
 template <typename T>
