@@ -42,6 +42,71 @@ def test_pooling_reprs_match_pytorch():
     assert nn.MaxPool2d(2).state_dict() == {} and list(nn.AvgPool2d(2).parameters()) == []
 
 
+def _input_with_hard_windows(rng, shape, dtype):
+    """Random values with, in the first quarter, windows whose maximum is zero, -0.0 or
+    negative, ties between positive maxima, and a NaN: the cases where ReLU and max
+    pooling could disagree about an element."""
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    quarter = flat.size // 4
+    flat[:quarter:3] = 0.0
+    flat[1:quarter:5] = -0.0
+    flat[2:quarter:7] = -np.abs(flat[2:quarter:7])
+    flat[quarter:2 * quarter:2] = 1.5  # ties
+    flat[quarter + 5] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("dims, pool", [
+    (2, nn.MaxPool2d(2)),
+    (2, nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)),
+    (1, nn.MaxPool1d(4)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_runs_relu_after_max_pooling_with_the_same_results(dims, pool, dtype, rng,
+                                                                      monkeypatch):
+    # Sequential runs ReLU -> MaxPool as MaxPool -> ReLU (nn/container.py): the values and
+    # both gradients must be those of the layers called in the written order.
+    conv = (nn.Conv2d if dims == 2 else nn.Conv1d)(3, 4, 3, padding=1, dtype=dtype)
+    relu = nn.ReLU()
+    model = nn.Sequential(conv, relu, pool)
+    shape = (2, 3, 9, 10) if dims == 2 else (2, 3, 23)
+    x_data = _input_with_hard_windows(rng, shape, dtype)
+    # The conv's output carries the hard windows: zero weights and bias for its first filter.
+    conv.weight.data[0] = 0.0
+    conv.bias.data[0] = 0.0
+
+    relu_inputs = []
+    relu_function = nn.functional.relu
+    monkeypatch.setattr(nn.functional, "relu",
+                        lambda t: relu_inputs.append(t.shape) or relu_function(t))
+
+    results = []
+    for run in (lambda x: model(x), lambda x: pool(relu(conv(x)))):
+        for p in model.parameters():
+            p.grad = None
+        x = ranvier.Tensor(x_data.copy(), requires_grad=True)
+        out = run(x)
+        weights = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+        (out * ranvier.Tensor(weights)).sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy(), conv.weight.grad.numpy()))
+    assert relu_inputs[0] == results[0][0].shape  # Sequential: ReLU on the pooled values
+    assert relu_inputs[1] == conv(ranvier.Tensor(x_data)).shape
+    for swapped, written in zip(*results):
+        np.testing.assert_array_equal(swapped, written)
+    assert np.isnan(results[0][0]).any()
+
+
+def test_sequential_keeps_relu_first_for_pools_returning_indices(rng):
+    pool = nn.MaxPool2d(2, return_indices=True)
+    model = nn.Sequential(nn.ReLU(), pool)
+    x = ranvier.Tensor(rng.standard_normal((1, 2, 4, 4)))
+    values, indices = model(x)
+    expected_values, expected_indices = pool(nn.ReLU()(x))
+    np.testing.assert_array_equal(values.numpy(), expected_values.numpy())
+    np.testing.assert_array_equal(np.asarray(indices.numpy()), np.asarray(expected_indices.numpy()))
+
+
 def test_pooling_layer_errors_name_the_layer(rng):
     with pytest.raises(ValueError, match=r"MaxPool2d\(kernel_size=5.*\): max_pool2d: the pooling window .* input of shape \(1, 1, 4, 4\)"):
         nn.MaxPool2d(5)(_tensor(np.zeros((1, 1, 4, 4))))

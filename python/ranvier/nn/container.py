@@ -10,6 +10,7 @@ from . import functional as F
 from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .linear import Linear
 from .module import Module
+from .pooling import MaxPool1d, MaxPool2d
 
 __all__ = ["Sequential"]
 
@@ -31,6 +32,20 @@ def _fused_activation(module):
     return None
 
 
+def _pools_before_relu(relu, pool) -> bool:
+    """Whether ``relu`` followed by ``pool`` may run as pool, then ReLU on its (smaller)
+    output: exact ReLU and MaxPool1d/2d layers that run their own forward, the pool
+    returning values only. max(relu(window)) is relu(max(window)) for every window, and the
+    gradients agree too: where a window's maximum is positive it is the same element either
+    way (ReLU leaves positive values as they are), and where it is not, ReLU's gradient is
+    zero whichever element the pool picked. A NaN is the pool's pick either way and passes
+    through both. (The one difference is a zero's sign: a window of -1 and -0.0 gives +0.0
+    in the written order and -0.0 in this one.)"""
+    return (_runs_own_forward(relu, ReLU)
+            and any(_runs_own_forward(pool, kind) for kind in (MaxPool1d, MaxPool2d))
+            and not pool.return_indices)
+
+
 def _runs_own_forward(module, kind) -> bool:
     """Whether calling `module` runs `kind`'s forward unchanged: its exact type, no forward
     replaced on the instance, and no forward hooks (should Module ever get them)."""
@@ -49,6 +64,10 @@ class Sequential(Module):
     ``GELU`` (exactly these classes, forward not replaced) runs as one fused kernel: bias
     and activation are applied in the GEMM's output pass, and the backward is one call. The
     results and gradients are those of running the two modules in turn, to rounding.
+    Likewise a ``ReLU`` followed directly by ``MaxPool1d`` or ``MaxPool2d`` (without
+    ``return_indices``) runs as the pooling, then the ReLU on the pooled values: the same
+    values and gradients (the sign of a zero aside), with the ReLU's work cut by the window
+    size.
 
     Args:
         *modules: the modules in order, or one ``OrderedDict`` of name -> module.
@@ -128,6 +147,13 @@ class Sequential(Module):
                     input = F._linear_activation(input, params["weight"], params["bias"], *fused)
                     index += 2
                     continue
+            if index + 1 < count and _pools_before_relu(module, modules[index + 1]):
+                # ReLU then max pooling, as CNNs are written, runs as pooling then ReLU: the
+                # ReLU's passes (forward and backward) then cover a quarter of the elements
+                # for 2x2 windows, and its full-size output is never made.
+                input = module(modules[index + 1](input))
+                index += 2
+                continue
             input = module(input)
             index += 1
         return input
