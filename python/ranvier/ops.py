@@ -182,9 +182,9 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None):
                          "arrays are not matrices (multiply them instead)")
     xp, dtype, (a, b) = float_inputs(op, a=a, b=b)
     if a.ndim == 2 and b.ndim == 2:
-        # Two matrices, the common case (a layer's product, the 64x64 benchmark): no batch
-        # dims to broadcast, so skip np.broadcast_shapes and _stacked (~5 us of a 64x64
-        # product's ~15 us).
+        # Two matrices that the fast path above did not take (an `out` given, inputs that
+        # needed converting): no batch dims to broadcast, so skip np.broadcast_shapes and
+        # _stacked (~5 us of a 64x64 product's ~15 us).
         trans_a, trans_b = bool(trans_a), bool(trans_b)
         m, n = _matmul_dims(op, a, b, a, b, trans_a, trans_b)
         c = output(xp, (m, n), dtype, out, op)
