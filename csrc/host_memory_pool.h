@@ -9,6 +9,7 @@ namespace ranvier::binding {
 
 // An uninitialised C-contiguous array of `shape` and `dtype`, from the cache when it is
 // 64 KiB or more (what _C.host_empty and ranvier._arrays.empty return).
-pybind11::array host_empty(const std::vector<pybind11::ssize_t>& shape, const pybind11::dtype& dtype);
+pybind11::array host_empty(const std::vector<pybind11::ssize_t>& shape,
+                           const pybind11::dtype& dtype);
 
 }  // namespace ranvier::binding

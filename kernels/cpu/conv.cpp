@@ -594,7 +594,9 @@ void rotate_filters(const Conv2dShape& s, const Geometry& g, const T* w, T* w_ro
 // y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K); bias may be null.
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  if (depthwise_kernels_take(s, ConvPass::Forward)) return depthwise_conv2d_forward(s, x, w, bias, y);
+  if (depthwise_kernels_take(s, ConvPass::Forward)) {
+    return depthwise_conv2d_forward(s, x, w, bias, y);
+  }
   implicit_gemm_forward(s, x, w, bias, y);
 }
 
@@ -603,7 +605,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 // col2im.
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
-  if (depthwise_kernels_take(s, ConvPass::BackwardInput)) return depthwise_conv2d_backward_input(s, dy, w, dx);
+  if (depthwise_kernels_take(s, ConvPass::BackwardInput)) {
+    return depthwise_conv2d_backward_input(s, dy, w, dx);
+  }
   const Geometry g(s);
   Conv2dShape as_forward;
   if (input_gradient_as_convolution(s, as_forward)) {
@@ -664,7 +668,9 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* dy, const T* x, T* dw
     std::fill(dw, dw + weight_size, T(0));
     return;
   }
-  if (depthwise_kernels_take(s, ConvPass::BackwardWeight)) return depthwise_conv2d_backward_weight(s, dy, x, dw);
+  if (depthwise_kernels_take(s, ConvPass::BackwardWeight)) {
+    return depthwise_conv2d_backward_weight(s, dy, x, dw);
+  }
 
   // Chunk 0 accumulates straight into dw, chunk i > 0 into partials[i - 1]; added in order below.
   const int64_t chunks = chunk_count(g.blocks);
