@@ -22,11 +22,15 @@ import numpy as np
 # 128x128x128; the next ones give it column strips read in place beside a packed edge strip
 # (n = 32, 40) under an edge row strip (m = 13) or none (m = 12), all of B packed because its
 # rows are 256 bytes apart and k = 100 is too long for them to share L1 (13x64x100; also
-# 128^3), and its size limit from both sides (128^3 small, 129x128x128 blocked).
+# 128^3), and its size limit from both sides (128^3 small, 129x128x128 blocked). The last row
+# strip holds every count of rows from 1 to MR - 1 of the AVX2 tile (6): m = 13 (1), 128 (2),
+# 129 (3), 10 (4) and 5 (5); strips of up to a third or two thirds of MR run a kernel of that
+# many rows (gemm_simd_micro_kernel.inc), which 10x48x20 fills whole.
 SHAPES = [
     (1, 1, 1), (1, 7, 13), (7, 1, 13), (13, 31, 1), (7, 13, 31), (31, 97, 13), (97, 31, 7),
     (6, 16, 256), (12, 32, 257), (5, 17, 300), (300, 520, 700), (7, 4133, 9), (5, 1000, 500),
     (4, 5, 0), (13, 32, 5), (12, 40, 9), (13, 64, 100), (128, 128, 128), (129, 128, 128),
+    (10, 48, 20),
 ]
 TRANSPOSES = list(itertools.product((False, True), repeat=2))
 DTYPES = ("float32", "float64")
