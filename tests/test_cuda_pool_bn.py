@@ -392,6 +392,9 @@ def _layer_on_both(make, x, steps=2):
     (lambda: nn.AvgPool1d(2), (3, 2, 9)),
     (lambda: nn.AdaptiveAvgPool2d((3, 2)), (2, 3, 11, 9)),
     (lambda: nn.AdaptiveAvgPool1d(4), (2, 3, 10)),
+    # nn.Sequential runs these as the pooling, then ReLU on the pooled values.
+    (lambda: nn.Sequential(nn.ReLU(), nn.MaxPool2d(2)), (2, 3, 8, 9)),
+    (lambda: nn.Sequential(nn.ReLU(), nn.MaxPool1d(3, stride=2)), (2, 3, 17)),
 ])
 def test_pooling_layers_on_cuda_match_the_cpu(cp, make, shape, rng):
     x = rng.standard_normal(shape).astype(np.float32)
