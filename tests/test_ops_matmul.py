@@ -1,5 +1,7 @@
 """ranvier.ops.matmul / linear (and their _C kernels) against float64 references."""
 
+import gc
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -98,14 +100,20 @@ def test_matmul_fast_path_declines_everything_but_plain_matrices(rng, case):
 def test_matmul_fast_path_output_comes_from_the_host_cache(rng):
     # A product of 64 KiB or more is allocated from ranvier's host cache, as every op's
     # output is: its block is in use while the array lives and back in the cache after.
+    # The collector is kept from freeing other tests' cached arrays in between.
     a = rng.standard_normal((128, 96)).astype(np.float32)
     b = rng.standard_normal((96, 160)).astype(np.float32)
-    before = _C.host_cache_stats()["in_use_bytes"]
-    c = ops.matmul(a, b)
-    assert _C.host_cache_stats()["in_use_bytes"] >= before + c.nbytes
-    assert_product_close(c, a, b, False, False, np.float32)
-    del c
-    assert _C.host_cache_stats()["in_use_bytes"] == before
+    gc.collect()
+    gc.disable()
+    try:
+        before = _C.host_cache_stats()["in_use_bytes"]
+        c = ops.matmul(a, b)
+        assert _C.host_cache_stats()["in_use_bytes"] >= before + c.nbytes
+        assert_product_close(c, a, b, False, False, np.float32)
+        del c
+        assert _C.host_cache_stats()["in_use_bytes"] == before
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
