@@ -66,8 +66,8 @@ class Sequential(Module):
     results and gradients are those of running the two modules in turn, to rounding.
     Likewise a ``ReLU`` followed directly by ``MaxPool1d`` or ``MaxPool2d`` (without
     ``return_indices``) runs as the pooling, then the ReLU on the pooled values: the same
-    values and gradients (the sign of a zero aside), with the ReLU's work cut by the window
-    size.
+    values and gradients (the sign of a zero aside), with the ReLU's work cut to the size of
+    the pooled output.
 
     Args:
         *modules: the modules in order, or one ``OrderedDict`` of name -> module.
