@@ -206,6 +206,12 @@ def softmax(quick: bool, timer) -> list[Row]:
 # starts from ranvier's initial weights; before timing, the losses of the first steps of both
 # must agree (which checks forward, backward and the update together).
 
+def _row_without_torch(section: str, op: str, size: str, fn, timer, flops=None) -> Row:
+    """A row of ranvier's time alone, for a case whose peer, PyTorch, is not installed."""
+    return Row(section, op, size, median_seconds(fn, timer), "torch", None, flops=flops,
+               note="PyTorch not installed (pip install '.[bench]')")
+
+
 def _torch():
     try:
         import torch
@@ -346,8 +352,7 @@ def _training_rows(section: str, cases, device: str, timer) -> list[Row]:
         pair = _TrainingPair(case, device, seed)
         op = f"train step: {case.name}"
         if pair.torch is None:
-            rows.append(Row(section, op, case.size, median_seconds(pair.step, timer), "torch", None,
-                            note="PyTorch not installed (pip install '.[bench]')"))
+            rows.append(_row_without_torch(section, op, case.size, pair.step, timer))
             continue
         note = pair.compare_steps()
         rows.append(Row(section, op, case.size, median_seconds(pair.step, timer),
@@ -477,9 +482,8 @@ def _conv_rows(section: str, cases, device: str, timer) -> list[Row]:
         if torch is None:
             for label, fn, passes in (("forward", ranvier_forward, 1),
                                       ("forward+backward", ranvier_training, 3)):
-                rows.append(Row(section, f"{op} {label}", size, median_seconds(fn, timer), "torch",
-                                None, flops=passes * flops_per_pass,
-                                note="PyTorch not installed (pip install '.[bench]')"))
+                rows.append(_row_without_torch(section, f"{op} {label}", size, fn, timer,
+                                               flops=passes * flops_per_pass))
             continue
 
         torch_conv = getattr(torch.nn.functional, f"conv{spatial}d")
@@ -553,8 +557,7 @@ def pool(quick: bool, timer) -> list[Row]:
         op = f"max_pool2d float32, {name}"
         if torch is None:
             for label, fn in (("forward", ranvier_forward), ("forward+backward", ranvier_training)):
-                rows.append(Row("pool", f"{op} {label}", size, median_seconds(fn, timer), "torch", None,
-                                note="PyTorch not installed (pip install '.[bench]')"))
+                rows.append(_row_without_torch("pool", f"{op} {label}", size, fn, timer))
             continue
         x_t = torch.from_numpy(x).requires_grad_()
         grad_output_t = torch.from_numpy(grad_output)
